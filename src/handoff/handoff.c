@@ -1,0 +1,508 @@
+/*
+ * handoff - give a screened client to the real MTA; see handoff.h.
+ *
+ * One event on the backend socket drives a small state machine:
+ * CONNECTING, then per mode the dialogue states, then either a relay
+ * (proxy, xclient) or the wait for the pass service to let go (pass).
+ * Backend replies are read into a fixed buffer: a backend that sends more
+ * than that without ending its reply is treated as broken.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "handoff/handoff.h"
+#include "handoff/relay.h"
+#include "log/log.h"
+#include "net/proxy.h"
+#include "util/mem.h"
+
+#define HANDOFF_INBUF 4096
+
+enum hstate {
+    HS_CONNECTING, /* waiting for connect(2) to finish */
+    HS_WRITING,    /* sending out[] to the backend */
+    HS_GREETING,   /* proxy: waiting for the backend's first byte */
+    HS_XC_BANNER,  /* xclient: reading the initial greeting */
+    HS_XC_EHLO,    /* xclient: reading the EHLO reply */
+    HS_XC_XCLIENT, /* xclient: reading the reply to XCLIENT */
+    HS_PASS_WAIT,  /* pass: waiting for smtpd to close the socket */
+    HS_RELAY,      /* joined; the relay owns both sockets */
+};
+
+struct handoff {
+    struct event_base *base;
+    const struct settings *st; /* the session holds the reference */
+    enum hstate state;
+    enum hstate after_write; /* state once out[] is sent */
+    int cfd;                 /* client socket */
+    int bfd;                 /* backend socket */
+    struct endpoint client;  /* real client endpoint */
+    struct endpoint server;  /* real server endpoint */
+    struct event *ev;        /* the backend socket's event */
+    struct relay *relay;     /* HS_RELAY */
+    char out[600];           /* pending bytes for the backend */
+    size_t outlen, outoff;
+    char in[HANDOFF_INBUF]; /* backend reply being read */
+    size_t inlen;
+    char xattrs[256]; /* XCLIENT attributes the backend offers */
+    handoff_fn fn;
+    void *ctx;
+};
+
+/* Stop watching the backend socket. */
+static void unwatch(struct handoff *h)
+{
+    if (h->ev) {
+        event_free(h->ev);
+        h->ev = NULL;
+    }
+}
+
+/* Watch the backend socket for WHAT, with the time limit SECS. */
+static void watch(struct handoff *h, short what, time_t secs, event_callback_fn cb)
+{
+    struct timeval tv = {secs, 0};
+
+    unwatch(h);
+    h->ev = event_new(h->base, h->bfd, what, cb, h);
+    event_add(h->ev, &tv);
+}
+
+/* End the hand-off with a failure; the caller still owns the client. */
+static void fail(struct handoff *h, enum handoff_event ev)
+{
+    unwatch(h);
+    if (h->bfd >= 0)
+        close(h->bfd);
+    handoff_fn fn = h->fn;
+    void *ctx = h->ctx;
+    free(h);
+    fn(ctx, ev);
+}
+
+/* The relay ended: the session is over. */
+static void relay_done(void *ctx, enum relay_end why)
+{
+    struct handoff *h = ctx;
+    handoff_fn fn = h->fn;
+    void *fctx = h->ctx;
+
+    (void)why;
+    free(h);
+    fn(fctx, HANDOFF_ENDED);
+}
+
+/* Join client and backend; report TAKEN. */
+static void join(struct handoff *h)
+{
+    unwatch(h);
+    h->state = HS_RELAY;
+    h->relay = relay_start(h->base, h->cfd, h->bfd, h->st->relay_idle_timeout, relay_done, h);
+    int failed = h->relay == NULL;
+    h->fn(h->ctx, HANDOFF_TAKEN);
+    /* The relay owns both sockets now; without one they are closed. */
+    if (failed) {
+        handoff_fn fn = h->fn;
+        void *ctx = h->ctx;
+        free(h);
+        fn(ctx, HANDOFF_ENDED);
+    }
+}
+
+static void on_backend(evutil_socket_t fd, short what, void *arg);
+
+/* Queue TEXT for the backend and go to NEXT once it is sent. */
+static void send_backend(struct handoff *h, const void *text, size_t len, enum hstate next)
+{
+    if (len > sizeof(h->out))
+        msg_panic("handoff: %zu bytes do not fit the output buffer", len);
+    memcpy(h->out, text, len);
+    h->outlen = len;
+    h->outoff = 0;
+    h->state = HS_WRITING;
+    h->after_write = next;
+    watch(h, EV_WRITE | EV_PERSIST, h->st->backend_timeout, on_backend);
+}
+
+/* Send the client socket and the attributes to the pass service. */
+static void pass_send(struct handoff *h)
+{
+    char dummy = '\0';
+    struct iovec iov = {&dummy, 1};
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } u;
+    struct msghdr msg = {0};
+
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = u.buf;
+    msg.msg_controllen = sizeof(u.buf);
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(cm), &h->cfd, sizeof(int));
+    if (sendmsg(h->bfd, &msg, MSG_NOSIGNAL) != 1) {
+        msg_warn("cannot pass connection to service %s: %m", h->st->backend_name);
+        fail(h, HANDOFF_FAIL_PASS);
+        return;
+    }
+    /* Postfix attr0 framing: name\0value\0 ... and a final \0. */
+    char attrs[256];
+    int n = snprintf(attrs, sizeof(attrs),
+                     "client_address%c%s%cclient_port%c%s%cserver_address%c%s%cserver_port%c%s%c",
+                     0, h->client.addr, 0, 0, h->client.port, 0, 0, h->server.addr, 0, 0,
+                     h->server.port, 0);
+    attrs[n] = '\0';
+    send_backend(h, attrs, (size_t)n + 1, HS_PASS_WAIT);
+}
+
+/* Read more of the backend's reply; 1 when a whole reply is in, 0 for more, -1 on error. */
+static int read_reply(struct handoff *h)
+{
+    ssize_t n = recv(h->bfd, h->in + h->inlen, sizeof(h->in) - 1 - h->inlen, 0);
+
+    if (n == 0) {
+        msg_warn("backend %s closed the connection during the hand-off", h->st->backend_name);
+        return -1;
+    }
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EINTR)
+            return 0;
+        msg_warn("backend %s: read: %m", h->st->backend_name);
+        return -1;
+    }
+    h->inlen += (size_t)n;
+    h->in[h->inlen] = '\0';
+    /* A reply is complete when its last line has "ddd " or is "ddd". */
+    const char *line = h->in, *end = h->in + h->inlen;
+    while (line < end) {
+        const char *nl = memchr(line, '\n', (size_t)(end - line));
+        if (nl == NULL)
+            break;
+        size_t len = (size_t)(nl - line);
+        if (len < 3 || !isdigit((unsigned char)line[0]) || !isdigit((unsigned char)line[1]) ||
+            !isdigit((unsigned char)line[2]) ||
+            (len > 3 && line[3] != ' ' && line[3] != '-' && line[3] != '\r')) {
+            char esc[LOG_ESCAPE_BUFSZ];
+            log_escape(esc, sizeof(esc), line, len, LOG_PEER_TEXT_MAX);
+            msg_warn("backend %s: malformed reply: %s", h->st->backend_name, esc);
+            return -1;
+        }
+        if (len == 3 || line[3] != '-') {
+            h->inlen = (size_t)(nl + 1 - h->in);
+            return 1;
+        }
+        line = nl + 1;
+    }
+    if (h->inlen >= sizeof(h->in) - 1) {
+        msg_warn("backend %s: reply longer than %zu bytes", h->st->backend_name, sizeof(h->in) - 1);
+        return -1;
+    }
+    return 0;
+}
+
+/* The reply code of the reply in h->in. */
+static int reply_code(const struct handoff *h)
+{
+    return (h->in[0] - '0') * 100 + (h->in[1] - '0') * 10 + (h->in[2] - '0');
+}
+
+/* Log the backend's unexpected reply and fail the hand-off. */
+static void unexpected(struct handoff *h, const char *when)
+{
+    char esc[LOG_ESCAPE_BUFSZ];
+    size_t len = strcspn(h->in, "\r\n");
+
+    log_escape(esc, sizeof(esc), h->in, len, LOG_PEER_TEXT_MAX);
+    msg_warn("backend %s %s: %s", h->st->backend_name, when, esc);
+    fail(h, HANDOFF_FAIL_PASS);
+}
+
+/* Note the attributes of the "250-XCLIENT ..." line, if any; true if found. */
+static bool find_xclient(struct handoff *h)
+{
+    const char *line = h->in, *end = h->in + h->inlen;
+
+    while (line < end) {
+        const char *nl = memchr(line, '\n', (size_t)(end - line));
+        size_t len = nl ? (size_t)(nl - line) : (size_t)(end - line);
+        if (len > 12 && strncasecmp(line + 4, "XCLIENT ", 8) == 0) {
+            size_t alen = len - 12;
+            if (alen && line[12 + alen - 1] == '\r')
+                alen--;
+            snprintf(h->xattrs, sizeof(h->xattrs), " %.*s ", (int)alen, line + 12);
+            return true;
+        }
+        line = nl ? nl + 1 : end;
+    }
+    return false;
+}
+
+/* Does the backend offer XCLIENT attribute NAME? */
+static bool offers(const struct handoff *h, const char *name)
+{
+    char key[40];
+
+    snprintf(key, sizeof(key), " %s ", name);
+    return strcasestr(h->xattrs, key) != NULL;
+}
+
+/* Build and send the XCLIENT command. */
+static void send_xclient(struct handoff *h)
+{
+    char cmd[512];
+    bool v6c = h->client.sa.ss_family == AF_INET6, v6s = h->server.sa.ss_family == AF_INET6;
+    int n = snprintf(cmd, sizeof(cmd), "XCLIENT ADDR=%s%s", v6c ? "IPV6:" : "", h->client.addr);
+
+    if (offers(h, "PORT"))
+        n += snprintf(cmd + n, sizeof(cmd) - (size_t)n, " PORT=%s", h->client.port);
+    /* No reverse lookup yet: tell the MTA the name is unknown rather than
+     * let it keep mxscreen's own name. */
+    if (offers(h, "NAME"))
+        n += snprintf(cmd + n, sizeof(cmd) - (size_t)n, " NAME=[UNAVAILABLE]");
+    if (offers(h, "DESTADDR"))
+        n += snprintf(cmd + n, sizeof(cmd) - (size_t)n, " DESTADDR=%s%s", v6s ? "IPV6:" : "",
+                      h->server.addr);
+    if (offers(h, "DESTPORT"))
+        n += snprintf(cmd + n, sizeof(cmd) - (size_t)n, " DESTPORT=%s", h->server.port);
+    n += snprintf(cmd + n, sizeof(cmd) - (size_t)n, "\r\n");
+    h->inlen = 0;
+    send_backend(h, cmd, (size_t)n, HS_XC_XCLIENT);
+}
+
+/* The XCLIENT reply is the backend's new greeting: give it to the client. */
+static void xclient_done(struct handoff *h)
+{
+    size_t off = 0;
+
+    while (off < h->inlen) {
+        ssize_t n = send(h->cfd, h->in + off, h->inlen - off, MSG_NOSIGNAL);
+        if (n > 0) {
+            off += (size_t)n;
+            continue;
+        }
+        /* A fresh socket takes a greeting at once; anything else is a
+         * client that is already gone. */
+        msg_warn("write [%s]:%s: %s", h->client.addr, h->client.port,
+                 n < 0 ? strerror(errno) : "short write");
+        fail(h, HANDOFF_FAIL_PASS);
+        return;
+    }
+    join(h);
+}
+
+/* The backend socket is ready, or its time limit passed. */
+static void on_backend(evutil_socket_t fd, short what, void *arg)
+{
+    struct handoff *h = arg;
+    int rc;
+
+    (void)fd;
+    if (what & EV_TIMEOUT) {
+        if (h->state == HS_CONNECTING) {
+            msg_warn("cannot connect to service %s: Connection timed out", h->st->backend_name);
+            fail(h, HANDOFF_FAIL_CONNECT);
+        } else if (h->state == HS_PASS_WAIT) {
+            msg_warn("timeout sending connection to service %s", h->st->backend_name);
+            close(h->cfd);
+            fail(h, HANDOFF_ENDED);
+        } else {
+            msg_warn("backend %s: timeout during the hand-off of [%s]:%s", h->st->backend_name,
+                     h->client.addr, h->client.port);
+            fail(h, HANDOFF_FAIL_PASS);
+        }
+        return;
+    }
+    switch (h->state) {
+    case HS_CONNECTING: {
+        int err = 0;
+        socklen_t len = sizeof(err);
+        if (getsockopt(h->bfd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+            err = errno;
+        if (err != 0) {
+            msg_warn("cannot connect to service %s: %s", h->st->backend_name, strerror(err));
+            fail(h, HANDOFF_FAIL_CONNECT);
+            return;
+        }
+        if (h->st->mode == HANDOFF_PASS) {
+            pass_send(h);
+        } else if (h->st->mode == HANDOFF_PROXY) {
+            unsigned char hdr[PROXY_WRITE_MAX];
+            size_t n = proxy_write(hdr, sizeof(hdr), h->st->proxy_version, &h->client, &h->server);
+            send_backend(h, hdr, n, HS_GREETING);
+        } else {
+            h->state = HS_XC_BANNER;
+            watch(h, EV_READ | EV_PERSIST, h->st->backend_timeout, on_backend);
+        }
+        return;
+    }
+    case HS_WRITING: {
+        ssize_t n = send(h->bfd, h->out + h->outoff, h->outlen - h->outoff, MSG_NOSIGNAL);
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            return;
+        if (n <= 0) {
+            msg_warn("%s service %s: %m",
+                     h->st->mode == HANDOFF_PASS ? "cannot pass connection to" : "write to backend",
+                     h->st->backend_name);
+            fail(h, HANDOFF_FAIL_PASS);
+            return;
+        }
+        h->outoff += (size_t)n;
+        if (h->outoff < h->outlen)
+            return;
+        h->state = h->after_write;
+        watch(h, EV_READ | EV_PERSIST, h->st->backend_timeout, on_backend);
+        return;
+    }
+    case HS_GREETING: {
+        char c;
+        ssize_t n = recv(h->bfd, &c, 1, MSG_PEEK);
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            return;
+        if (n <= 0) {
+            msg_warn("backend %s closed the connection before its greeting%s%s",
+                     h->st->backend_name, n < 0 ? ": " : "", n < 0 ? strerror(errno) : "");
+            fail(h, HANDOFF_FAIL_PASS);
+            return;
+        }
+        join(h);
+        return;
+    }
+    case HS_XC_BANNER:
+        if ((rc = read_reply(h)) <= 0) {
+            if (rc < 0)
+                fail(h, HANDOFF_FAIL_PASS);
+            return;
+        }
+        if (reply_code(h) != 220) {
+            unexpected(h, "greeted with");
+            return;
+        }
+        char ehlo[300];
+        int elen = snprintf(ehlo, sizeof(ehlo), "EHLO %.250s\r\n", h->st->myhostname);
+        h->inlen = 0;
+        send_backend(h, ehlo, (size_t)elen, HS_XC_EHLO);
+        return;
+    case HS_XC_EHLO:
+        if ((rc = read_reply(h)) <= 0) {
+            if (rc < 0)
+                fail(h, HANDOFF_FAIL_PASS);
+            return;
+        }
+        if (reply_code(h) != 250) {
+            unexpected(h, "refused EHLO");
+            return;
+        }
+        if (!find_xclient(h)) {
+            msg_warn("backend %s does not offer XCLIENT to mxscreen (Postfix: list mxscreen's "
+                     "address in smtpd_authorized_xclient_hosts)",
+                     h->st->backend_name);
+            fail(h, HANDOFF_FAIL_PASS);
+            return;
+        }
+        send_xclient(h);
+        return;
+    case HS_XC_XCLIENT:
+        if ((rc = read_reply(h)) <= 0) {
+            if (rc < 0)
+                fail(h, HANDOFF_FAIL_PASS);
+            return;
+        }
+        if (reply_code(h) != 220) {
+            unexpected(h, "refused XCLIENT");
+            return;
+        }
+        xclient_done(h);
+        return;
+    case HS_PASS_WAIT: {
+        char buf[64];
+        ssize_t n = recv(h->bfd, buf, sizeof(buf), 0);
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            return;
+        if (n > 0)
+            return; /* smtpd says nothing here; ignore stray bytes */
+        /* smtpd has the socket: drop our copy, as postscreen does. */
+        close(h->cfd);
+        unwatch(h);
+        close(h->bfd);
+        h->bfd = -1;
+        handoff_fn fn = h->fn;
+        void *ctx = h->ctx;
+        free(h);
+        fn(ctx, HANDOFF_TAKEN);
+        fn(ctx, HANDOFF_ENDED);
+        return;
+    }
+    case HS_RELAY:
+        break;
+    }
+    msg_panic("handoff: event in state %d", (int)h->state);
+}
+
+/* connect(2) failed at once: report it (from the loop). */
+static void on_connect_failed(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    fail(arg, HANDOFF_FAIL_CONNECT);
+}
+
+/* Start handing off CLIENT_FD; see handoff.h. */
+struct handoff *handoff_start(struct event_base *base, const struct settings *st, int client_fd,
+                              const struct endpoint *client, const struct endpoint *server,
+                              handoff_fn fn, void *ctx)
+{
+    struct handoff *h = xcalloc(1, sizeof(*h));
+
+    h->base = base;
+    h->st = st;
+    h->cfd = client_fd;
+    h->client = *client;
+    h->server = *server;
+    h->fn = fn;
+    h->ctx = ctx;
+    h->state = HS_CONNECTING;
+    h->bfd = socket(st->backend.sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (h->bfd < 0) {
+        msg_warn("cannot connect to service %s: socket: %m", st->backend_name);
+        goto later;
+    }
+    if (connect(h->bfd, (const struct sockaddr *)&st->backend.sa, st->backend.salen) < 0 &&
+        errno != EINPROGRESS) {
+        msg_warn("cannot connect to service %s: %m", st->backend_name);
+        close(h->bfd);
+        h->bfd = -1;
+        goto later;
+    }
+    watch(h, EV_WRITE, st->connect_timeout, on_backend);
+    return h;
+later:
+    /* Report the failure from the loop, not from inside the caller. */
+    h->ev = evtimer_new(base, on_connect_failed, h);
+    {
+        struct timeval zero = {0, 0};
+        event_add(h->ev, &zero);
+    }
+    return h;
+}
+
+/* End a hand-off early, at shutdown: close what it holds. */
+void handoff_abort(struct handoff *h)
+{
+    if (h->state == HS_RELAY) {
+        relay_abort(h->relay);
+        return;
+    }
+    fail(h, HANDOFF_FAIL_PASS);
+}

@@ -1,0 +1,344 @@
+/*
+ * mxscreen - an SMTP screening daemon in front of any MTA
+ *
+ * Usage: mxscreen -c FILE [-o name=value]... [-n | -t]
+ *
+ * Reads the configuration (main.cf syntax), opens the log, binds every
+ * mxscreen_listen address, drops to mxscreen_user when started as root,
+ * and runs the event loop in the foreground.  -n prints the settings that
+ * differ from the defaults (like postconf -n); -t checks the configuration
+ * and exits.  Exit status: 0 after a clean stop (SIGTERM, SIGINT), 1 on a
+ * configuration or start-up error, with one line saying what is wrong.
+ *
+ * The order is OpenSMTPD's: configuration, log, listeners, privilege drop,
+ * then the loop; no client byte is read before the drop.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "conf/conf.h"
+#include "log/log.h"
+#include "net/listen.h"
+#include "session/session.h"
+#include "session/settings.h"
+#include "util/mem.h"
+
+#define MXSCREEN_VERSION "0.1.0"
+#define MAX_LISTENERS    64
+#define MAX_OVERRIDES    256
+/* Connections taken per wake-up of a listener, so that one busy port
+ * cannot starve the sessions already in progress. */
+#define ACCEPT_BURST 64
+
+struct listener {
+    int fd;
+    struct event *ev;
+    struct event *pause; /* re-enables accept after a descriptor shortage */
+};
+
+static struct server server;
+static struct listener listeners[MAX_LISTENERS];
+static size_t nlisteners;
+static struct event *stop_timer;
+static bool stopping;
+
+/* Print usage and exit 1. */
+static void usage(void)
+{
+    fprintf(stderr, "usage: mxscreen -c FILE [-o name=value]... [-n | -t]\n");
+    exit(1);
+}
+
+/* Accept failed for lack of descriptors: pause this listener for a second. */
+static void pause_listener(struct listener *l)
+{
+    static time_t last_warning;
+    time_t now = time(NULL);
+    struct timeval one = {1, 0};
+
+    if (now - last_warning >= 60) {
+        msg_warn("accept: %m -- pausing new connections for 1s");
+        last_warning = now;
+    }
+    event_del(l->ev);
+    event_add(l->pause, &one);
+}
+
+/* The pause is over. */
+static void on_pause_end(evutil_socket_t fd, short what, void *arg)
+{
+    struct listener *l = arg;
+
+    (void)fd;
+    (void)what;
+    if (!stopping)
+        event_add(l->ev, NULL);
+}
+
+/* A listener is readable: take up to ACCEPT_BURST connections. */
+static void on_accept(evutil_socket_t fd, short what, void *arg)
+{
+    struct listener *l = arg;
+
+    (void)what;
+    for (int i = 0; i < ACCEPT_BURST; i++) {
+        int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (cfd >= 0) {
+            session_accept(&server, cfd);
+            continue;
+        }
+        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+            pause_listener(l);
+        else if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED && errno != EPROTO)
+            msg_warn("accept: %m");
+        return;
+    }
+}
+
+/* Last session gone while stopping: exit. */
+static void on_idle(struct server *srv)
+{
+    if (stopping)
+        event_base_loopexit(srv->base, NULL);
+}
+
+/* The drain time is over: exit with what is left. */
+static void on_stop_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    msg_info("stopping: shutdown time limit reached with %zu sessions left", server.sessions);
+    event_base_loopexit(server.base, NULL);
+}
+
+/* SIGTERM or SIGINT: stop accepting, let sessions finish, then exit. */
+static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
+{
+    (void)what;
+    (void)arg;
+    if (stopping)
+        return;
+    stopping = true;
+    for (size_t i = 0; i < nlisteners; i++) {
+        event_del(listeners[i].ev);
+        event_del(listeners[i].pause);
+        close(listeners[i].fd);
+    }
+    msg_info("stopping on signal %d: %zu sessions in progress", (int)sig, server.sessions);
+    if (server.sessions == 0) {
+        event_base_loopexit(server.base, NULL);
+        return;
+    }
+    struct timeval tv = {
+        server.st->cf ? (time_t)conf_num(server.st->cf, P_MXS_SHUTDOWN_TIMEOUT) : 30, 0};
+    stop_timer = evtimer_new(server.base, on_stop_timer, NULL);
+    event_add(stop_timer, &tv);
+}
+
+/* SIGHUP: configuration reload arrives with a later version. */
+static void on_hup(evutil_socket_t sig, short what, void *arg)
+{
+    (void)sig;
+    (void)what;
+    (void)arg;
+    msg_warn("SIGHUP: configuration reload is not implemented yet -- ignored");
+}
+
+/* Open the log named by the configuration. */
+static void open_log(const struct conf *cf)
+{
+    char err[512];
+    const char *file = conf_str(cf, P_MAILLOG_FILE);
+    enum log_target t = *file                                 ? LOG_TARGET_FILE
+                        : conf_num(cf, P_MXS_LOG_TARGET) == 1 ? LOG_TARGET_SYSLOG
+                                                              : LOG_TARGET_STDERR;
+
+    if (log_open(t, conf_str(cf, P_SYSLOG_NAME), conf_str(cf, P_MYHOSTNAME), file,
+                 conf_str(cf, P_SYSLOG_FACILITY), err, sizeof(err)) < 0)
+        msg_fatal("%s: %s", conf_path(cf), err);
+}
+
+/* Bind every address of mxscreen_listen. */
+static void open_listeners(const struct conf *cf)
+{
+    const char *p = conf_str(cf, P_MXS_LISTEN);
+    char where[512], err[512];
+
+    conf_where(cf, P_MXS_LISTEN, where, sizeof(where));
+    while (*p) {
+        while (*p == ',' || isspace((unsigned char)*p))
+            p++;
+        if (*p == '\0')
+            break;
+        const char *s = p;
+        while (*p && *p != ',' && !isspace((unsigned char)*p))
+            p++;
+        char *one = xstrndup(s, (size_t)(p - s));
+        if (nlisteners == MAX_LISTENERS)
+            msg_fatal("%s: parameter mxscreen_listen: more than %d addresses", where,
+                      MAX_LISTENERS);
+        int fd = listen_open(one, err, sizeof(err));
+        if (fd < 0)
+            msg_fatal("%s: parameter mxscreen_listen: %s", where, err);
+        listeners[nlisteners++].fd = fd;
+        free(one);
+    }
+    if (nlisteners == 0)
+        msg_fatal("%s: parameter mxscreen_listen: no address to listen on", where);
+}
+
+/* Started as root: become mxscreen_user for good. */
+static void drop_privileges(const struct conf *cf)
+{
+    const char *user = conf_str(cf, P_MXS_USER);
+    char where[512];
+
+    if (geteuid() != 0)
+        return;
+    conf_where(cf, P_MXS_USER, where, sizeof(where));
+    struct passwd *pw = getpwnam(user);
+    if (pw == NULL)
+        msg_fatal("%s: parameter mxscreen_user: unknown user \"%s\"", where, user);
+    if (pw->pw_uid == 0)
+        msg_fatal("%s: parameter mxscreen_user: \"%s\" is root; mxscreen must not serve clients "
+                  "as root",
+                  where, user);
+    if (setgroups(1, &pw->pw_gid) < 0 || setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0)
+        msg_fatal("cannot become user %s: %m", user);
+    if (setuid(0) == 0)
+        msg_fatal("privilege drop to %s failed: still able to become root", user);
+}
+
+/* Warn about enabled tests that this version does not run yet. */
+static void warn_unimplemented(const struct conf *cf)
+{
+    static const struct {
+        enum param_id id;
+        const char *test;
+    } tests[] = {
+        {P_PSC_PIPEL_ENABLE, "pipelining"},
+        {P_PSC_NSMTP_ENABLE, "non-SMTP command"},
+        {P_PSC_BARLF_ENABLE, "bare newline"},
+    };
+    if (*conf_str(cf, P_PSC_GREET_BANNER))
+        msg_warn("postscreen_greet_banner is set, but this version does not run the pregreet "
+                 "test yet: clients not decided by the access list are handed off at once");
+    if (*conf_str(cf, P_PSC_DNSBL_SITES))
+        msg_warn("postscreen_dnsbl_sites is set, but this version does not run the DNSBL test "
+                 "yet: clients not decided by the access list are handed off at once");
+    for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++)
+        if (conf_bool(cf, tests[i].id))
+            msg_warn("the %s test is enabled, but this version does not run it yet: clients not "
+                     "decided by the access list are handed off at once",
+                     tests[i].test);
+}
+
+int main(int argc, char **argv)
+{
+    const char *path = NULL;
+    const char *overrides[MAX_OVERRIDES];
+    size_t noverrides = 0;
+    bool print_nondefault = false, check_only = false;
+    int c;
+    char err[1024];
+
+    while ((c = getopt(argc, argv, "c:o:nt")) != -1) {
+        switch (c) {
+        case 'c':
+            path = optarg;
+            break;
+        case 'o':
+            if (noverrides == MAX_OVERRIDES)
+                msg_fatal("too many -o options (at most %d)", MAX_OVERRIDES);
+            overrides[noverrides++] = optarg;
+            break;
+        case 'n':
+            print_nondefault = true;
+            break;
+        case 't':
+            check_only = true;
+            break;
+        default:
+            usage();
+        }
+    }
+    if (path == NULL || optind != argc)
+        usage();
+    struct conf *cf = conf_load(path, overrides, noverrides, err, sizeof(err));
+    if (cf == NULL)
+        msg_fatal("%s", err);
+    if (print_nondefault) {
+        conf_print_nondefault(cf, stdout);
+        conf_free(cf);
+        return 0;
+    }
+    struct settings *st = settings_build(cf, err, sizeof(err));
+    if (st == NULL)
+        msg_fatal("%s", err);
+    if (check_only) {
+        printf("%s: configuration OK\n", path);
+        settings_unref(st);
+        return 0;
+    }
+    open_log(cf);
+    signal(SIGPIPE, SIG_IGN);
+    open_listeners(cf);
+    drop_privileges(cf);
+
+    struct event_config *ecfg = event_config_new();
+    event_config_require_features(ecfg, EV_FEATURE_ET);
+    server.base = event_base_new_with_config(ecfg);
+    event_config_free(ecfg);
+    if (server.base == NULL)
+        msg_fatal("cannot create the event loop (edge-triggered events are required)");
+    server.st = st;
+    server.ips = iptab_new();
+    server.on_idle = on_idle;
+    for (size_t i = 0; i < nlisteners; i++) {
+        listeners[i].ev =
+            event_new(server.base, listeners[i].fd, EV_READ | EV_PERSIST, on_accept, &listeners[i]);
+        listeners[i].pause = evtimer_new(server.base, on_pause_end, &listeners[i]);
+        event_add(listeners[i].ev, NULL);
+    }
+    struct event *sigterm = evsignal_new(server.base, SIGTERM, on_stop_signal, NULL);
+    struct event *sigint = evsignal_new(server.base, SIGINT, on_stop_signal, NULL);
+    struct event *sighup = evsignal_new(server.base, SIGHUP, on_hup, NULL);
+    event_add(sigterm, NULL);
+    event_add(sigint, NULL);
+    event_add(sighup, NULL);
+
+    static const char *const modes[] = {"proxy", "xclient", "pass"};
+    msg_info("starting mxscreen %s: hand-off by %s to %s", MXSCREEN_VERSION, modes[st->mode],
+             st->backend_name);
+    warn_unimplemented(cf);
+    event_base_dispatch(server.base);
+
+    msg_info("stopped");
+    for (size_t i = 0; i < nlisteners; i++) {
+        event_free(listeners[i].ev);
+        event_free(listeners[i].pause);
+    }
+    if (stop_timer)
+        event_free(stop_timer);
+    event_free(sigterm);
+    event_free(sigint);
+    event_free(sighup);
+    /* Sessions still open at a forced stop are closed by exit(). */
+    if (server.sessions == 0) {
+        iptab_free(server.ips);
+        settings_unref(server.st);
+        event_base_free(server.base);
+    }
+    log_close();
+    return 0;
+}

@@ -1,0 +1,52 @@
+/*
+ * addr - socket endpoints, address text and CIDR patterns
+ *
+ * struct endpoint holds one side of a connection with its printable form,
+ * made once at accept time (IPv4-mapped IPv6 is rewritten to plain IPv4, as
+ * postscreen does).  struct cidr is an address/prefix pattern as used by
+ * mynetworks, cidr: tables and the allowlist interfaces; cidr_parse() takes
+ * Postfix's forms ("a.b.c.d", "a.b.c.d/n", "[v6]", "[v6]/n", bare "v6/n")
+ * and refuses patterns with host bits set.
+ *
+ * hostport_parse() splits "host:port", "[v6]:port" and "/unix/path" as used
+ * by mxscreen_listen and mxscreen_backend.
+ *
+ * All functions are pure (no allocation, no I/O) and report errors through
+ * a caller-supplied buffer.
+ */
+#ifndef MXS_ADDR_H
+#define MXS_ADDR_H
+
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+struct endpoint {
+    struct sockaddr_storage sa;  /* address, IPv4-mapped rewritten to IPv4 */
+    socklen_t salen;             /* length of sa */
+    char addr[INET6_ADDRSTRLEN]; /* printable address, no brackets */
+    char port[8];                /* printable port */
+};
+
+struct cidr {
+    int family;            /* AF_INET or AF_INET6 */
+    unsigned char net[16]; /* network bytes (4 or 16 used) */
+    int bits;              /* prefix length */
+};
+
+/* A parsed "host:port" or UNIX socket path. */
+struct hostport {
+    struct sockaddr_storage sa; /* numeric address, or AF_UNIX path */
+    socklen_t salen;
+    bool wildcard; /* "*:port" or ":port": every address family */
+};
+
+int endpoint_set(struct endpoint *ep, const struct sockaddr *sa, socklen_t len);
+int cidr_parse(const char *text, struct cidr *out, char *err, size_t errlen);
+bool cidr_match(const struct cidr *c, const struct sockaddr *sa);
+bool addr_parse(const char *text, struct sockaddr_storage *ss, socklen_t *len);
+int hostport_parse(const char *text, struct hostport *out, char *err, size_t errlen);
+
+#endif

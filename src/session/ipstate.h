@@ -1,0 +1,32 @@
+/*
+ * ipstate - what mxscreen knows about one client address right now
+ *
+ * One record per client address with at least one connection held by
+ * mxscreen (screening, in hand-off or relayed), found by hashing the
+ * address text.  ipstate_hold() finds or creates the record and counts one
+ * more connection; ipstate_release() counts one less and frees the record
+ * with the last one.  The table grows with the number of addresses held,
+ * which the accept path bounds.  Later features (the shared test expiry
+ * times of concurrent sessions, the DNSBL score) hang off this record.
+ */
+#ifndef MXS_IPSTATE_H
+#define MXS_IPSTATE_H
+
+#include <arpa/inet.h>
+#include <stddef.h>
+
+struct ipstate {
+    char addr[INET6_ADDRSTRLEN]; /* key: printable address */
+    unsigned count;              /* connections held from this address */
+    struct ipstate *next;        /* hash chain */
+};
+
+struct iptab;
+
+struct iptab *iptab_new(void);
+void iptab_free(struct iptab *t);
+struct ipstate *ipstate_hold(struct iptab *t, const char *addr);
+void ipstate_release(struct iptab *t, struct ipstate *ip);
+size_t iptab_size(const struct iptab *t);
+
+#endif

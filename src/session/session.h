@@ -1,0 +1,40 @@
+/*
+ * session - one client connection, from accept to hand-off or goodbye
+ *
+ * session_accept() takes a freshly accepted, non-blocking socket and runs
+ * postscreen's connection flow (spec §1.2): the upstream PROXY header when
+ * configured, the CONNECT line, the per-client connection limit, the
+ * hand-off queue limit, the permanent access list, then hand-off
+ * (handoff.h).  Every way out logs postscreen's line and, where
+ * postscreen does, sends its reply; nothing a client does can end the
+ * process.
+ *
+ * struct server is the state shared by all sessions of the process: the
+ * event base, the current settings, the per-address table and the queue
+ * counters.  It is owned by main.
+ */
+#ifndef MXS_SESSION_H
+#define MXS_SESSION_H
+
+#include <event2/event.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "session/ipstate.h"
+#include "session/settings.h"
+
+struct server {
+    struct event_base *base;             /* the event loop */
+    struct settings *st;                 /* settings for new sessions (a reference) */
+    struct iptab *ips;                   /* per-address state */
+    size_t sessions;                     /* sessions alive */
+    size_t check_queue;                  /* sessions being screened or in hand-off */
+    size_t post_queue;                   /* sessions in hand-off */
+    size_t relays;                       /* sessions relayed to the backend */
+    bool respectful_noticed;             /* the respectful_logging notice was logged */
+    void (*on_idle)(struct server *srv); /* called when sessions drops to 0 */
+};
+
+void session_accept(struct server *srv, int fd);
+
+#endif

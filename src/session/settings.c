@@ -1,0 +1,114 @@
+/*
+ * settings - the run-time form of a configuration; see settings.h.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log/log.h"
+#include "session/settings.h"
+#include "util/mem.h"
+
+/* The action word of ID ("continue" is postscreen's old name of "ignore"). */
+enum psc_action settings_action(const struct conf *cf, enum param_id id)
+{
+    /* Index into ACTION_WORDS: ignore, enforce, drop, continue. */
+    switch (conf_num(cf, id)) {
+    case 1:
+        return ACTION_ENFORCE;
+    case 2:
+        return ACTION_DROP;
+    default:
+        return ACTION_IGNORE;
+    }
+}
+
+/* Prefix ERR with where parameter ID was set. */
+static void where_err(const struct conf *cf, enum param_id id, const char *what, char *err,
+                      size_t errlen)
+{
+    char where[512];
+
+    snprintf(err, errlen, "%s: parameter %s: %s", conf_where(cf, id, where, sizeof(where)),
+             param_table[id].name, what);
+}
+
+/* Build run-time settings from CF (taking ownership of it on success). */
+struct settings *settings_build(struct conf *cf, char *err, size_t errlen)
+{
+    struct settings *st = xcalloc(1, sizeof(*st));
+    char e[512];
+
+    st->refs = 1;
+    st->mynetworks = addrlist_parse(conf_str(cf, P_MYNETWORKS), e, sizeof(e));
+    if (st->mynetworks == NULL) {
+        where_err(cf, P_MYNETWORKS, e, err, errlen);
+        goto fail;
+    }
+    st->access = acl_parse(conf_str(cf, P_PSC_ACCESS_LIST), st->mynetworks, e, sizeof(e));
+    if (st->access == NULL) {
+        where_err(cf, P_PSC_ACCESS_LIST, e, err, errlen);
+        goto fail;
+    }
+    st->mode = (enum handoff_mode)conf_num(cf, P_MXS_HANDOFF);
+    st->backend_name = conf_str(cf, P_MXS_BACKEND);
+    if (hostport_parse(st->backend_name, &st->backend, e, sizeof(e)) < 0) {
+        where_err(cf, P_MXS_BACKEND, e, err, errlen);
+        goto fail;
+    }
+    if (st->backend.wildcard) {
+        where_err(cf, P_MXS_BACKEND, "the backend needs an address, not a wildcard", err, errlen);
+        goto fail;
+    }
+    if (st->mode == HANDOFF_PASS && st->backend.sa.ss_family != AF_UNIX) {
+        where_err(cf, P_MXS_BACKEND,
+                  "mxscreen_handoff = pass needs the path of Postfix's smtpd pass socket "
+                  "(for example /var/spool/postfix/private/smtpd)",
+                  err, errlen);
+        goto fail;
+    }
+    st->proxy_version = conf_num(cf, P_MXS_PROXY_PROTOCOL) == 0 ? 2 : 1;
+    st->connect_timeout = (time_t)conf_num(cf, P_MXS_BACKEND_CONNECT_TIMEOUT);
+    st->backend_timeout = (time_t)conf_num(cf, P_MXS_BACKEND_TIMEOUT);
+    st->relay_idle_timeout = (time_t)conf_num(cf, P_MXS_RELAY_IDLE_TIMEOUT);
+    st->client_limit = conf_num(cf, P_PSC_CLIENT_CONNECTION_COUNT_LIMIT);
+    st->post_queue_limit = conf_num(cf, P_PSC_POST_QUEUE_LIMIT);
+    st->denylist_action = settings_action(cf, P_PSC_DENYLIST_ACTION);
+    if (st->denylist_action == ACTION_ENFORCE) {
+        where_err(cf, P_PSC_DENYLIST_ACTION,
+                  "\"enforce\" needs mxscreen's SMTP engine, which this version does not have "
+                  "yet; use \"drop\" or \"ignore\"",
+                  err, errlen);
+        goto fail;
+    }
+    st->respectful = conf_bool(cf, P_RESPECTFUL_LOGGING);
+    st->respectful_implicit = !st->respectful && !conf_is_set(cf, P_RESPECTFUL_LOGGING);
+    st->upstream_proxy = conf_num(cf, P_PSC_UPSTREAM_PROXY_PROTOCOL) == 1;
+    st->upstream_timeout = (time_t)conf_num(cf, P_PSC_UPSTREAM_PROXY_TIMEOUT);
+    st->myhostname = conf_str(cf, P_MYHOSTNAME);
+    st->cf = cf;
+    return st;
+fail:
+    addrlist_free(st->mynetworks);
+    acl_free(st->access);
+    free(st);
+    return NULL;
+}
+
+/* Take a reference. */
+struct settings *settings_ref(struct settings *st)
+{
+    st->refs++;
+    return st;
+}
+
+/* Drop a reference; the last one frees everything. */
+void settings_unref(struct settings *st)
+{
+    if (st == NULL || --st->refs > 0)
+        return;
+    acl_free(st->access);
+    addrlist_free(st->mynetworks);
+    conf_free(st->cf);
+    free(st);
+}

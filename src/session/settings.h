@@ -1,0 +1,65 @@
+/*
+ * settings - the run-time form of a configuration
+ *
+ * settings_build() turns a checked struct conf into what the connection
+ * path needs: parsed access list and mynetworks, the hand-off target and
+ * mode, limits and time-outs.  It refuses combinations this version cannot
+ * honour (for example postscreen_denylist_action = enforce, which needs
+ * the SMTP engine) with one line naming the parameter and where it was set.
+ *
+ * A settings object is reference counted: a session holds a reference for
+ * its whole life, so that a reload can swap in new settings while older
+ * sessions finish under the ones they started with.  It owns its conf.
+ */
+#ifndef MXS_SETTINGS_H
+#define MXS_SETTINGS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <time.h>
+
+#include "conf/acl.h"
+#include "conf/addrlist.h"
+#include "conf/conf.h"
+#include "net/addr.h"
+
+enum handoff_mode {
+    HANDOFF_PROXY,   /* PROXY header to the backend, then relay */
+    HANDOFF_XCLIENT, /* Postfix XCLIENT dialogue, then relay */
+    HANDOFF_PASS,    /* the socket itself to Postfix's smtpd pass service */
+};
+
+enum psc_action {
+    ACTION_IGNORE,
+    ACTION_ENFORCE,
+    ACTION_DROP,
+};
+
+struct settings {
+    int refs;                        /* references held by main and sessions */
+    struct conf *cf;                 /* the configuration, owned */
+    struct addrlist *mynetworks;     /* parsed $mynetworks */
+    struct acl *access;              /* parsed postscreen_access_list */
+    enum handoff_mode mode;          /* mxscreen_handoff */
+    struct hostport backend;         /* mxscreen_backend */
+    const char *backend_name;        /* its text, for log lines */
+    int proxy_version;               /* mxscreen_proxy_protocol: 1 or 2 */
+    time_t connect_timeout;          /* mxscreen_backend_connect_timeout */
+    time_t backend_timeout;          /* mxscreen_backend_timeout */
+    time_t relay_idle_timeout;       /* mxscreen_relay_idle_timeout */
+    long long client_limit;          /* postscreen_client_connection_count_limit */
+    long long post_queue_limit;      /* postscreen_post_queue_limit */
+    enum psc_action denylist_action; /* postscreen_denylist_action */
+    bool respectful;                 /* respectful_logging */
+    bool respectful_implicit;        /* ...by default, with compatibility_level < 3.6 */
+    bool upstream_proxy;             /* postscreen_upstream_proxy_protocol = haproxy */
+    time_t upstream_timeout;         /* postscreen_upstream_proxy_timeout */
+    const char *myhostname;          /* $myhostname */
+};
+
+struct settings *settings_build(struct conf *cf, char *err, size_t errlen);
+struct settings *settings_ref(struct settings *st);
+void settings_unref(struct settings *st);
+enum psc_action settings_action(const struct conf *cf, enum param_id id);
+
+#endif
