@@ -47,6 +47,7 @@ struct handoff {
     struct endpoint client;  /* real client endpoint */
     struct endpoint server;  /* real server endpoint */
     struct event *ev;        /* the backend socket's event */
+    struct event *cev; /* the client hanging up before the join */
     struct relay *relay;     /* HS_RELAY */
     char out[600];           /* pending bytes for the backend */
     size_t outlen, outoff;
@@ -76,10 +77,20 @@ static void watch(struct handoff *h, short what, time_t secs, event_callback_fn 
     event_add(h->ev, &tv);
 }
 
+/* Stop watching the client (before the relay or smtpd takes it). */
+static void unwatch_client(struct handoff *h)
+{
+    if (h->cev) {
+        event_free(h->cev);
+        h->cev = NULL;
+    }
+}
+
 /* End the hand-off with a failure; the caller still owns the client. */
 static void fail(struct handoff *h, enum handoff_event ev)
 {
     unwatch(h);
+    unwatch_client(h);
     if (h->bfd >= 0)
         close(h->bfd);
     handoff_fn fn = h->fn;
@@ -104,6 +115,7 @@ static void relay_done(void *ctx, enum relay_end why)
 static void join(struct handoff *h)
 {
     unwatch(h);
+    unwatch_client(h);
     h->state = HS_RELAY;
     h->relay = relay_start(h->base, h->cfd, h->bfd, h->st->relay_idle_timeout, relay_done, h);
     int failed = h->relay == NULL;
@@ -157,6 +169,8 @@ static void pass_send(struct handoff *h)
         fail(h, HANDOFF_FAIL_PASS);
         return;
     }
+    /* smtpd may be talking to the client already. */
+    unwatch_client(h);
     /* Postfix attr0 framing: name\0value\0 ... and a final \0. */
     char attrs[256];
     int n = snprintf(attrs, sizeof(attrs),
@@ -433,6 +447,7 @@ static void on_backend(evutil_socket_t fd, short what, void *arg)
         if (n > 0)
             return; /* smtpd says nothing here; ignore stray bytes */
         /* smtpd has the socket: drop our copy, as postscreen does. */
+        unwatch_client(h);
         close(h->cfd);
         unwatch(h);
         close(h->bfd);
@@ -448,6 +463,25 @@ static void on_backend(evutil_socket_t fd, short what, void *arg)
         break;
     }
     msg_panic("handoff: event in state %d", (int)h->state);
+}
+
+/*
+ * The client socket changed while the backend is being set up.  Bytes the
+ * client sends early stay queued for the backend (edge-triggered: this
+ * fires once per arrival, not while they wait); an end of file means the
+ * client left, and the hand-off ends without a word to anyone.
+ */
+static void on_client(evutil_socket_t fd, short what, void *arg)
+{
+    struct handoff *h = arg;
+    char c;
+
+    (void)what;
+    ssize_t n = recv(fd, &c, 1, MSG_PEEK);
+    if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EINTR)))
+        return;
+    close(h->cfd);
+    fail(h, HANDOFF_ENDED);
 }
 
 /* connect(2) failed at once: report it (from the loop). */
@@ -486,6 +520,8 @@ struct handoff *handoff_start(struct event_base *base, const struct settings *st
         goto later;
     }
     watch(h, EV_WRITE, st->connect_timeout, on_backend);
+    h->cev = event_new(base, client_fd, EV_READ | EV_PERSIST | EV_ET, on_client, h);
+    event_add(h->cev, NULL);
     return h;
 later:
     /* Report the failure from the loop, not from inside the caller. */

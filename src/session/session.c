@@ -7,6 +7,7 @@
  * or when the hand-off reports HANDOFF_ENDED.
  */
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -237,6 +238,14 @@ static void on_upstream(evutil_socket_t fd, short what, void *arg)
     }
     switch (proxy_parse(buf, (size_t)n, &r)) {
     case PROXY_MORE: {
+        /* With MSG_PEEK an end of file hides behind the bytes already
+         * queued: ask the kernel whether the client has finished sending. */
+        struct pollfd pfd = {fd, POLLRDHUP, 0};
+        if (poll(&pfd, 1, 0) > 0 && (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR))) {
+            msg_warn("haproxy read: EOF");
+            upstream_fail(s);
+            return;
+        }
         /* Edge-triggered: woken again when more arrives, but never later
          * than the deadline, however slowly the bytes trickle in. */
         struct timeval now, left;

@@ -1,0 +1,167 @@
+"""Start mxscreen for a test and talk to it over real sockets.
+
+Stdlib only.  ``Mxscreen`` writes a configuration file, starts the binary
+named by $MXSCREEN_BIN (default: build/mxscreen) in the foreground with its
+log in a file, waits until it listens, and stops it by PID with SIGTERM,
+checking that it exited 0 and that no sanitizer complained on stderr.
+"""
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BIN = os.environ.get("MXSCREEN_BIN", os.path.join(ROOT, "build", "mxscreen"))
+
+
+def free_port(host="127.0.0.1"):
+    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(fam, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def run_mxscreen(args, timeout=10):
+    """Run the binary to completion (for -n, -t and bad configurations)."""
+    return subprocess.run([BIN] + args, capture_output=True, text=True, timeout=timeout)
+
+
+class Mxscreen:
+    def __init__(self, workdir, params, name="mx"):
+        self.dir = workdir
+        self.port = free_port()
+        self.log_path = os.path.join(workdir, f"{name}.log")
+        self.err_path = os.path.join(workdir, f"{name}.stderr")
+        self.cf_path = os.path.join(workdir, f"{name}.cf")
+        base = {
+            "mxscreen_listen": f"127.0.0.1:{self.port}",
+            "maillog_file": self.log_path,
+            "mxscreen_user": "nobody",
+            "postscreen_greet_banner": "",
+            "myhostname": "mxscreen.test",
+            "mxscreen_shutdown_timeout": "2s",
+        }
+        base.update(params)
+        self.params = base
+        with open(self.cf_path, "w") as f:
+            for k, v in base.items():
+                f.write(f"{k} = {v}\n")
+        self.proc = None
+
+    def start(self, timeout=10):
+        self.err = open(self.err_path, "w")
+        self.proc = subprocess.Popen([BIN, "-c", self.cf_path], stdout=self.err,
+                                     stderr=self.err, stdin=subprocess.DEVNULL)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"mxscreen exited {self.proc.returncode}: "
+                                   f"{self.stderr_text()} {self.log_text()}")
+            if "starting mxscreen" in self.log_text():
+                return self
+            time.sleep(0.02)
+        raise RuntimeError("mxscreen did not start: " + self.log_text())
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def stderr_text(self):
+        try:
+            with open(self.err_path, errors="replace") as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+    def log_text(self):
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+    def log_lines(self):
+        """Log lines without the "Mon DD HH:MM:SS host tag[pid]: " prefix."""
+        return [re.sub(r"^\w{3} \d\d \d\d:\d\d:\d\d \S+ \S+\[\d+\]: ", "", l)
+                for l in self.log_text().splitlines()]
+
+    def wait_for_log(self, regex, timeout=10):
+        deadline = time.time() + timeout
+        while True:
+            m = re.search(regex, self.log_text(), re.M)
+            if m:
+                return m
+            if time.time() > deadline:
+                raise TimeoutError(f"no log line matching {regex!r} in:\n{self.log_text()}")
+            time.sleep(0.02)
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout=15, expect_rc=0):
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise
+        finally:
+            self.err.close()
+            self.proc = None
+        err = self.stderr_text()
+        assert "Sanitizer" not in err and "runtime error:" not in err, err
+        assert rc == expect_rc, f"mxscreen exit status {rc}\n{err}\n{self.log_text()}"
+
+    def connect(self, src="127.0.0.1", timeout=10):
+        s = socket.create_connection(("127.0.0.1", self.port), timeout=timeout,
+                                     source_address=(src, 0))
+        return s
+
+
+def recv_line(sock, timeout=10):
+    """Read one CRLF-terminated line (bytes, with the CRLF)."""
+    sock.settimeout(timeout)
+    buf = b""
+    while not buf.endswith(b"\n"):
+        c = sock.recv(1)
+        if not c:
+            break
+        buf += c
+    return buf
+
+
+def recv_all(sock, timeout=10):
+    """Read until the peer closes."""
+    sock.settimeout(timeout)
+    out = b""
+    while True:
+        try:
+            c = sock.recv(4096)
+        except ConnectionResetError:
+            break
+        if not c:
+            break
+        out += c
+    return out
+
+
+class SilentBackend:
+    """A TCP server that accepts connections and never says a word."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(128)
+        self.port = self.sock.getsockname()[1]
+        self.addr = f"127.0.0.1:{self.port}"
+
+    def close(self):
+        self.sock.close()
