@@ -190,7 +190,12 @@ class PostfixBackend:
     START_TIMEOUT = 20.0
     STOP_TIMEOUT = 15.0
 
-    def __init__(self, basedir: str, hostname: str = "mx.test"):
+    def __init__(self, basedir: str, hostname: str = "mx.test",
+                 proxy_port: int | None = None):
+        """proxy_port: a fixed port for the PROXY-protocol smtpd (the demo
+        uses 10025, where mxscreen's shipped configuration looks); by
+        default every port is picked free."""
+        self.fixed_proxy_port = proxy_port
         self.basedir = os.path.abspath(basedir)
         self.hostname = hostname
         self.host = "127.0.0.1"
@@ -492,7 +497,7 @@ exit 0
         last_err = None
         for attempt in range(3):  # retry with new ports if one got taken
             self.plain_port = free_port(self.host)
-            self.proxy_port = free_port(self.host)
+            self.proxy_port = self.fixed_proxy_port or free_port(self.host)
             self.xclient_port = free_port(self.host)
             self._write_config()
             try:

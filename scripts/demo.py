@@ -1,0 +1,81 @@
+"""The demo behind scripts/demo.sh: a private Postfix, mxscreen in front of
+it with the shipped configuration, and one message screened and delivered."""
+import os
+import shutil
+import signal
+import smtplib
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+from postfix_backend import PostfixBackend  # noqa: E402
+
+CONFIG = os.path.join(ROOT, "etc", "mxscreen.cf")
+BIN = os.environ.get("MXSCREEN_BIN", os.path.join(ROOT, "build", "mxscreen"))
+
+
+def say(text):
+    print(f"\n=== {text}", flush=True)
+
+
+def main():
+    once = "--once" in sys.argv[1:]
+    base = tempfile.mkdtemp(prefix="mxscreen-demo-", dir="/tmp")
+    os.chmod(base, 0o755)
+    say(f"starting a private Postfix on 127.0.0.1:10025 (PROXY protocol), files in {base}")
+    pf = PostfixBackend(base, hostname="backend.demo", proxy_port=10025)
+    pf.start()
+    say(f"starting mxscreen -c {CONFIG} (its log follows on stderr)")
+    mx = subprocess.Popen([BIN, "-c", CONFIG], stdin=subprocess.DEVNULL)
+    ok = False
+    try:
+        deadline = time.time() + 10
+        while True:
+            if mx.poll() is not None:
+                raise SystemExit(f"mxscreen exited with status {mx.returncode}")
+            try:
+                smtplib.SMTP("127.0.0.1", 25, timeout=2).close()
+                break
+            except OSError:
+                if time.time() > deadline:
+                    raise SystemExit("mxscreen is not answering on port 25")
+                time.sleep(0.1)
+        say("sending a message from 127.0.0.2 to postmaster@example.test through port 25")
+        s = smtplib.SMTP("127.0.0.1", 25, source_address=("127.0.0.2", 0), timeout=20)
+        print("greeting:", s.ehlo("client.demo")[1].decode().splitlines()[0])
+        s.sendmail("someone@sender.demo", ["postmaster@example.test"],
+                   "Subject: hello through mxscreen\r\n\r\nScreened by mxscreen, delivered by Postfix.\r\n")
+        s.quit()
+        msg = pf.wait_for_message("hello through mxscreen", timeout=20)
+        say("Postfix's log for that client (it sees the real address, not mxscreen's)")
+        for line in pf.log_text().splitlines():
+            if "127.0.0.2]" in line:
+                print(line)
+        say("the delivered message")
+        print(msg)
+        ok = True
+        if not once:
+            say("mxscreen is running on port 25 in front of that Postfix; "
+                "try: telnet 127.0.0.1 25.  Ctrl-C stops both.")
+            signal.sigwait([signal.SIGINT, signal.SIGTERM])
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if mx.poll() is None:
+            mx.send_signal(signal.SIGTERM)
+            try:
+                mx.wait(40)
+            except subprocess.TimeoutExpired:
+                mx.kill()
+        pf.stop()
+        shutil.rmtree(base, ignore_errors=True)
+    say("demo finished" if ok else "demo FAILED")
+    return 0 if ok and mx.returncode == 0 else 1
+
+
+if __name__ == "__main__":
+    signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGINT, signal.SIGTERM]) if "--once" not in sys.argv else None
+    sys.exit(main())
