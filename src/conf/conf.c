@@ -25,6 +25,8 @@
 
 /* Postfix gives up at this depth too ("unreasonable macro call nesting"). */
 #define EXPAND_DEPTH_MAX 100
+/* No parameter needs more; a runaway expansion is an error, not a hang. */
+#define EXPAND_SIZE_MAX (1024 * 1024)
 
 struct raw_entry {
     char *name;         /* parameter name */
@@ -338,6 +340,9 @@ static int expand(const struct conf *cf, const char *s, size_t len, bool stress,
 
     if (depth > EXPAND_DEPTH_MAX)
         return experr_set(e, "unreasonable macro call nesting", s, len);
+    /* Depth alone does not stop $a = $b$b, $b = $c$c, ... from doubling. */
+    if (out->len > EXPAND_SIZE_MAX)
+        return experr_set(e, "expansion larger than 1 MiB", s, len);
     while (p < end) {
         const char *dollar = memchr(p, '$', (size_t)(end - p));
         if (dollar == NULL) {
@@ -476,7 +481,7 @@ static int check_value(const struct conf *cf, enum param_id id, const char *val,
     const struct param_def *d = &param_table[id];
     char where[512];
     const char *what = NULL;
-    bool b;
+    bool b = false;
 
     conf_where(cf, id, where, sizeof(where));
     switch (d->type) {
@@ -555,9 +560,15 @@ static int eval_param(struct conf *cf, enum param_id id, char *err, size_t errle
         char eb[400];
         struct experr e = {eb, sizeof(eb), false};
         if (val != NULL && expand_value(cf, val, rawflag, s == 1, &out, -1, &e) < 0) {
-            char where[512];
-            snprintf(err, errlen, "%s: parameter %s: %s", conf_where(cf, id, where, sizeof(where)),
-                     d->name, eb);
+            char where[512], quoted[256];
+            conf_where(cf, id, where, sizeof(where));
+            /* The error quotes the part that failed; name the whole value too. */
+            snprintf(quoted, sizeof(quoted), "\"%.200s\"", val);
+            if (strstr(eb, quoted))
+                snprintf(err, errlen, "%s: parameter %s: %s", where, d->name, eb);
+            else
+                snprintf(err, errlen, "%s: parameter %s: %s, in value %s", where, d->name, eb,
+                         quoted);
             sbuf_free(&out);
             return -1;
         }
@@ -685,8 +696,8 @@ static int define(struct conf *cf, const char *text, size_t len, const char *ori
     trim(&n, &nl);
     trim(&v, &vl);
     if (!good_name(n, nl)) {
-        snprintf(err, errlen, "%s: bad parameter name: \"%.*s\"", where, (int)(nl > 200 ? 200 : nl),
-                 n);
+        snprintf(err, errlen, "%s: bad parameter name: \"%.*s\" in \"%.*s\"", where,
+                 (int)(nl > 200 ? 200 : nl), n, (int)(len > 200 ? 200 : len), text);
         return -1;
     }
     raw_set(cf, n, nl, v, vl, origin, line);

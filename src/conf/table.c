@@ -203,17 +203,18 @@ static int cidr_file_line(void *vctx, char *line, int lineno, char *err, size_t 
     return cidr_line(c->t, trim(line), c->stack, &c->depth, err, errlen);
 }
 
-/* read_logical_lines() callback for texthash files: "key value". */
+/*
+ * read_logical_lines() callback for texthash files: "key whitespace value",
+ * split at the first white space as Postfix does (a key may contain ':', as
+ * an IPv6 address does).
+ */
 static int texthash_line(void *vctx, char *line, int lineno, char *err, size_t errlen)
 {
     struct table *t = vctx;
-    size_t kl = strcspn(line, " \t:");
+    size_t kl = strcspn(line, " \t");
 
     (void)lineno;
-    char *rest = line + kl;
-    if (*rest == ':')
-        rest++;
-    rest = trim(rest);
+    char *rest = trim(line + kl);
     line[kl] = '\0';
     if (*rest == '\0') {
         snprintf(err, errlen, "no value for key \"%s\"", line);

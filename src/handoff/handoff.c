@@ -47,7 +47,7 @@ struct handoff {
     struct endpoint client;  /* real client endpoint */
     struct endpoint server;  /* real server endpoint */
     struct event *ev;        /* the backend socket's event */
-    struct event *cev; /* the client hanging up before the join */
+    struct event *cev;       /* the client hanging up before the join */
     struct relay *relay;     /* HS_RELAY */
     char out[600];           /* pending bytes for the backend */
     size_t outlen, outoff;

@@ -115,17 +115,22 @@ int cidr_parse(const char *text, struct cidr *out, char *err, size_t errlen)
         out->bits = (int)bits;
     }
     int nbytes = out->family == AF_INET ? 4 : 16;
+    bool hostbits = false;
     for (int i = 0; i < nbytes; i++) {
         int keep = out->bits - i * 8;
         unsigned char mask = keep >= 8 ? 0xff : keep <= 0 ? 0 : (unsigned char)(0xff << (8 - keep));
-        if (out->net[i] & ~mask) {
-            snprintf(err, errlen,
-                     "non-null host address bits in \"%s\", perhaps you should use \"%s/%d\" "
-                     "instead",
-                     text, a, out->bits);
-            /* Tell the caller the network the user probably meant. */
-            return -1;
-        }
+        hostbits |= (out->net[i] & ~mask) != 0;
+        out->net[i] &= mask;
+    }
+    if (hostbits) {
+        /* Tell the caller the network the user probably meant. */
+        char net[INET6_ADDRSTRLEN];
+        inet_ntop(out->family, out->net, net, sizeof(net));
+        snprintf(err, errlen,
+                 "non-null host address bits in \"%s\", perhaps you should use \"%s/%d\" "
+                 "instead",
+                 text, net, out->bits);
+        return -1;
     }
     return 0;
 }

@@ -26,7 +26,10 @@ static enum proxy_status fail(struct proxy_result *r, const char *reason)
     return PROXY_FAIL;
 }
 
-/* Take the next space-separated field of [*p, end) into BUF; 0 or -1. */
+/*
+ * Take the next space-separated field of [*p, end) into BUF; 0 or -1.  A NUL
+ * byte makes the field bad: it would end the string early and hide junk.
+ */
 static int field(const char **p, const char *end, char *buf, size_t cap)
 {
     const char *s = *p;
@@ -34,7 +37,7 @@ static int field(const char **p, const char *end, char *buf, size_t cap)
     while (*p < end && **p != ' ')
         (*p)++;
     size_t n = (size_t)(*p - s);
-    if (n == 0 || n >= cap)
+    if (n == 0 || n >= cap || memchr(s, '\0', n) != NULL)
         return -1;
     memcpy(buf, s, n);
     buf[n] = '\0';
@@ -43,12 +46,15 @@ static int field(const char **p, const char *end, char *buf, size_t cap)
     return 0;
 }
 
-/* Parse a decimal port 0..65535 with no sign or leading junk. */
+/*
+ * Parse a decimal port 0..65535 with no sign, leading zero or junk, as
+ * Postfix's valid_hostport() does.
+ */
 static int port_field(const char *s, uint16_t *port)
 {
     unsigned long v = 0;
 
-    if (*s == '\0' || strlen(s) > 5)
+    if (*s == '\0' || strlen(s) > 5 || (s[0] == '0' && s[1] != '\0'))
         return -1;
     for (; *s; s++) {
         if (*s < '0' || *s > '9')
