@@ -30,6 +30,7 @@
 #include "net/listen.h"
 #include "session/session.h"
 #include "session/settings.h"
+#include "util/list.h"
 #include "util/mem.h"
 
 #define MXSCREEN_VERSION "0.1.0"
@@ -171,19 +172,13 @@ static void open_log(const struct conf *cf)
 /* Bind every address of mxscreen_listen. */
 static void open_listeners(const struct conf *cf)
 {
-    const char *p = conf_str(cf, P_MXS_LISTEN);
+    const char *cursor = conf_str(cf, P_MXS_LISTEN), *s;
+    size_t len;
     char where[512], err[512];
 
     conf_where(cf, P_MXS_LISTEN, where, sizeof(where));
-    while (*p) {
-        while (*p == ',' || isspace((unsigned char)*p))
-            p++;
-        if (*p == '\0')
-            break;
-        const char *s = p;
-        while (*p && *p != ',' && !isspace((unsigned char)*p))
-            p++;
-        char *one = xstrndup(s, (size_t)(p - s));
+    while ((s = list_next(&cursor, &len)) != NULL) {
+        char *one = xstrndup(s, len);
         if (nlisteners == MAX_LISTENERS)
             msg_fatal("%s: parameter mxscreen_listen: more than %d addresses", where,
                       MAX_LISTENERS);

@@ -11,6 +11,7 @@
 #include "conf/acl.h"
 #include "conf/table.h"
 #include "log/log.h"
+#include "util/list.h"
 #include "util/mem.h"
 
 enum acl_item_kind {
@@ -55,23 +56,12 @@ struct acl *acl_parse(const char *text, const struct addrlist *mynetworks, char 
 {
     struct acl *a = xcalloc(1, sizeof(*a));
     size_t cap = 0;
-    const char *p = text;
+    const char *cursor = text, *s;
+    size_t len;
 
     a->mynetworks = mynetworks;
-    while (*p) {
-        while (*p == ',' || isspace((unsigned char)*p))
-            p++;
-        if (*p == '\0')
-            break;
-        const char *s = p;
-        int level = 0;
-        while (*p && (level > 0 || (*p != ',' && !isspace((unsigned char)*p)))) {
-            if (*p == '{')
-                level++;
-            else if (*p == '}')
-                level--;
-            p++;
-        }
+    while ((s = list_next(&cursor, &len)) != NULL) {
+        const char *p = s + len;
         if (a->n == cap) {
             cap = cap ? cap * 2 : 4;
             a->items = xrealloc(a->items, cap * sizeof(*a->items));
@@ -122,16 +112,11 @@ void acl_free(struct acl *a)
 static int eval_result(const struct acl *a, const struct table *t, const char *result,
                        const struct endpoint *client, enum acl_verdict *v)
 {
-    const char *p = result;
+    const char *cursor = result, *s;
+    size_t len;
 
-    while (*p) {
-        while (*p == ',' || isspace((unsigned char)*p))
-            p++;
-        if (*p == '\0')
-            break;
-        const char *s = p;
-        while (*p && *p != ',' && !isspace((unsigned char)*p))
-            p++;
+    while ((s = list_next(&cursor, &len)) != NULL) {
+        const char *p = s + len;
         switch (word_kind(s, (size_t)(p - s))) {
         case ACL_ITEM_PERMIT_MYNETWORKS:
             if (a->mynetworks && addrlist_match(a->mynetworks, client)) {

@@ -9,6 +9,7 @@
 
 #include "conf/addrlist.h"
 #include "conf/table.h"
+#include "util/list.h"
 #include "util/mem.h"
 #include "util/sbuf.h"
 
@@ -91,27 +92,15 @@ static int parse_item(struct addrlist *l, char *word, int depth, char *err, size
 /* Split TEXT on commas and white space ({...} kept whole) and parse each. */
 static int parse_into(struct addrlist *l, const char *text, int depth, char *err, size_t errlen)
 {
-    const char *p = text;
+    const char *cursor = text, *s;
+    size_t len;
 
     if (depth > 10) {
         snprintf(err, errlen, "pattern files nested too deeply");
         return -1;
     }
-    while (*p) {
-        while (*p == ',' || isspace((unsigned char)*p))
-            p++;
-        if (*p == '\0')
-            break;
-        const char *s = p;
-        int level = 0;
-        while (*p && (level > 0 || (*p != ',' && !isspace((unsigned char)*p)))) {
-            if (*p == '{')
-                level++;
-            else if (*p == '}')
-                level--;
-            p++;
-        }
-        char *word = xstrndup(s, (size_t)(p - s));
+    while ((s = list_next(&cursor, &len)) != NULL) {
+        char *word = xstrndup(s, len);
         int rc = parse_item(l, word, depth, err, errlen);
         free(word);
         if (rc < 0)
