@@ -165,3 +165,14 @@ class SilentBackend:
 
     def close(self):
         self.sock.close()
+
+
+def assert_held(sock, wait=0.5):
+    """The client got no reply and no close within WAIT seconds: it is held
+    (in hand-off to a backend that has not greeted yet)."""
+    sock.settimeout(wait)
+    try:
+        data = sock.recv(1)
+    except socket.timeout:
+        return
+    raise AssertionError(f"client was answered or closed: {data!r}")
