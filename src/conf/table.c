@@ -381,7 +381,7 @@ void table_free(struct table *t)
     free(t);
 }
 
-/* Exact-match lookup of KEY. */
+/* Exact-match lookup of KEY; case is folded, as Postfix does for these tables. */
 const char *table_lookup(const struct table *t, const char *key)
 {
     switch (t->type) {
@@ -390,7 +390,7 @@ const char *table_lookup(const struct table *t, const char *key)
     case TABLE_INLINE:
     case TABLE_TEXTHASH:
         for (size_t i = 0; i < t->nrules; i++)
-            if (strcmp(t->rules[i].key, key) == 0)
+            if (strcasecmp(t->rules[i].key, key) == 0)
                 return t->rules[i].value;
         return NULL;
     case TABLE_CIDR: {

@@ -335,6 +335,9 @@ static void test_inline(void **state)
     struct table *t = open_ok("inline:{a=b, {c = d e}, x=, {192.0.2.1 = reject},"
                               "{2001:db8::1=permit}}");
     assert_value(table_lookup(t, "a"), "b");
+    /* Postfix folds the case of keys, so "2001:DB8::1" finds "2001:db8::1". */
+    assert_value(table_lookup(t, "A"), "b");
+    assert_value(table_lookup(t, "2001:DB8::1"), "permit");
     assert_value(table_lookup(t, "c"), "d e");
     assert_value(table_lookup(t, "x"), "");
     assert_value(table_lookup(t, "d"), NULL);
