@@ -29,11 +29,6 @@
 
 struct conf;
 
-/* One "-o name=value" override. */
-struct conf_override {
-    const char *text;
-};
-
 struct conf *conf_load(const char *path, const char *const *overrides, size_t noverrides, char *err,
                        size_t errlen);
 struct conf *conf_load_text(const char *name, const char *text, const char *const *overrides,

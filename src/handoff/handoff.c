@@ -532,13 +532,3 @@ later:
     }
     return h;
 }
-
-/* End a hand-off early, at shutdown: close what it holds. */
-void handoff_abort(struct handoff *h)
-{
-    if (h->state == HS_RELAY) {
-        relay_abort(h->relay);
-        return;
-    }
-    fail(h, HANDOFF_FAIL_PASS);
-}

@@ -23,7 +23,8 @@
  *                         the pass service let go (pass)
  * The client socket stays the caller's until HANDOFF_TAKEN or
  * HANDOFF_ENDED; from then on the hand-off has it (and closes it).  After a FAIL_* or ENDED event
- * the hand-off has freed itself.  handoff_abort() ends one early (shutdown).
+ * the hand-off has freed itself.  Sessions still open when
+ * mxscreen_shutdown_timeout ends are closed by the process exit.
  */
 #ifndef MXS_HANDOFF_H
 #define MXS_HANDOFF_H
@@ -47,6 +48,5 @@ struct handoff;
 struct handoff *handoff_start(struct event_base *base, const struct settings *st, int client_fd,
                               const struct endpoint *client, const struct endpoint *server,
                               handoff_fn fn, void *ctx);
-void handoff_abort(struct handoff *h);
 
 #endif

@@ -58,12 +58,6 @@ static void relay_end(struct relay *r, enum relay_end why)
     fn(ctx, why);
 }
 
-/* End the relay now (shutdown of the daemon); the owner's FN is called. */
-void relay_abort(struct relay *r)
-{
-    relay_end(r, RELAY_ERROR);
-}
-
 /* Note activity for the idle check. */
 static void touch(struct relay *r)
 {

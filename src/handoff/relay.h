@@ -30,6 +30,5 @@ struct relay;
 
 struct relay *relay_start(struct event_base *base, int a, int b, time_t idle, relay_done_fn fn,
                           void *ctx);
-void relay_abort(struct relay *r);
 
 #endif

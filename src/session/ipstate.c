@@ -115,9 +115,3 @@ void ipstate_release(struct iptab *t, struct ipstate *ip)
     t->n--;
     free(ip);
 }
-
-/* The number of addresses held. */
-size_t iptab_size(const struct iptab *t)
-{
-    return t->n;
-}

@@ -27,6 +27,5 @@ struct iptab *iptab_new(void);
 void iptab_free(struct iptab *t);
 struct ipstate *ipstate_hold(struct iptab *t, const char *addr);
 void ipstate_release(struct iptab *t, struct ipstate *ip);
-size_t iptab_size(const struct iptab *t);
 
 #endif
