@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "conf/conf.h"
@@ -30,6 +31,7 @@
 #include "net/listen.h"
 #include "session/session.h"
 #include "session/settings.h"
+#include "smtp/engine.h"
 #include "util/list.h"
 #include "util/mem.h"
 
@@ -217,25 +219,24 @@ static void drop_privileges(const struct conf *cf)
 /* Warn about enabled tests that this version does not run yet. */
 static void warn_unimplemented(const struct conf *cf)
 {
-    static const struct {
-        enum param_id id;
-        const char *test;
-    } tests[] = {
-        {P_PSC_PIPEL_ENABLE, "pipelining"},
-        {P_PSC_NSMTP_ENABLE, "non-SMTP command"},
-        {P_PSC_BARLF_ENABLE, "bare newline"},
-    };
     if (*conf_str(cf, P_PSC_GREET_BANNER))
         msg_warn("postscreen_greet_banner is set, but this version does not run the pregreet "
-                 "test yet: clients not decided by the access list are handed off at once");
+                 "test yet: no \"220-\" teaser is sent and no client is held for the greet wait");
     if (*conf_str(cf, P_PSC_DNSBL_SITES))
         msg_warn("postscreen_dnsbl_sites is set, but this version does not run the DNSBL test "
-                 "yet: clients not decided by the access list are handed off at once");
-    for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++)
-        if (conf_bool(cf, tests[i].id))
-            msg_warn("the %s test is enabled, but this version does not run it yet: clients not "
-                     "decided by the access list are handed off at once",
-                     tests[i].test);
+                 "yet: no DNS lists are queried");
+}
+
+/* Drop temporary allowlist records past their retention time. */
+static void on_cache_cleanup(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    const struct settings *st = server.st;
+    size_t dropped = cache_cleanup(server.cache, time(NULL), st->cache_retention, st->enabled);
+    msg_info("cache internal:memory full cleanup: retained=%zu dropped=%zu entries",
+             cache_count(server.cache), dropped);
 }
 
 int main(int argc, char **argv)
@@ -298,6 +299,15 @@ int main(int argc, char **argv)
         msg_fatal("cannot create the event loop (edge-triggered events are required)");
     server.st = st;
     server.ips = iptab_new();
+    server.cache = cache_new(CACHE_MAX_ENTRIES);
+    log_set_delay_resolution((int)conf_num(cf, P_DELAY_LOGGING_RESOLUTION_LIMIT));
+    engine_conf_warnings(st->engine);
+    struct event *cleanup = NULL;
+    if (st->cache_enabled && st->cache_cleanup_interval > 0) {
+        struct timeval tv = {st->cache_cleanup_interval, 0};
+        cleanup = event_new(server.base, -1, EV_PERSIST, on_cache_cleanup, NULL);
+        event_add(cleanup, &tv);
+    }
     server.on_idle = on_idle;
     for (size_t i = 0; i < nlisteners; i++) {
         listeners[i].ev =
@@ -325,12 +335,15 @@ int main(int argc, char **argv)
     }
     if (stop_timer)
         event_free(stop_timer);
+    if (cleanup)
+        event_free(cleanup);
     event_free(sigterm);
     event_free(sigint);
     event_free(sighup);
     /* Sessions still open at a forced stop are closed by exit(). */
     if (server.sessions == 0) {
         iptab_free(server.ips);
+        cache_free(server.cache);
         settings_unref(server.st);
         event_base_free(server.base);
     }

@@ -137,8 +137,8 @@ enum {
     X(SMTPD_TLS_CERT_FILE, "smtpd_tls_cert_file", CT_STR, "", 0, 0, 0, 0, 0) \
     X(SMTPD_TLS_KEY_FILE, "smtpd_tls_key_file", CT_STR, "$smtpd_tls_cert_file", 0, 0, 0, 0, 0) \
     X(SMTPD_TLS_CHAIN_FILES, "smtpd_tls_chain_files", CT_STR, "", 0, 0, 0, 0, 0) \
-    X(SMTPD_TLS_PROTOCOLS, "smtpd_tls_protocols", CT_STR, "!SSLv2, !SSLv3", 0, 0, 0, 0, 0) \
-    X(SMTPD_TLS_MANDATORY_PROTOCOLS, "smtpd_tls_mandatory_protocols", CT_STR, "!SSLv2, !SSLv3", 0, 0, 0, 0, 0) \
+    X(SMTPD_TLS_PROTOCOLS, "smtpd_tls_protocols", CT_STR, ">=TLSv1.2", 0, 0, 0, 0, 0) \
+    X(SMTPD_TLS_MANDATORY_PROTOCOLS, "smtpd_tls_mandatory_protocols", CT_STR, ">=TLSv1.2", 0, 0, 0, 0, 0) \
     X(SMTPD_TLS_CIPHERS, "smtpd_tls_ciphers", CT_STR, "medium", 0, 0, 0, 0, 0) \
     X(SMTPD_TLS_MANDATORY_CIPHERS, "smtpd_tls_mandatory_ciphers", CT_STR, "medium", 0, 0, 0, 0, 0) \
     X(SMTPD_TLS_EXCLUDE_CIPHERS, "smtpd_tls_exclude_ciphers", CT_STR, "", 0, 0, 0, 0, 0) \

@@ -4,12 +4,18 @@
 #include <ctype.h>
 #include <errno.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include <regex.h>
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+
 #include "conf/table.h"
+#include "log/log.h"
 #include "util/mem.h"
 #include "util/sbuf.h"
 
@@ -18,7 +24,15 @@ enum table_type {
     TABLE_INLINE,
     TABLE_TEXTHASH,
     TABLE_STATIC,
+    TABLE_REGEXP,
+    TABLE_PCRE,
 };
+
+/* IF blocks nest at most this deep in cidr:, regexp: and pcre: tables. */
+#define TABLE_MAX_NESTING 32
+
+/* The largest $N a regexp: or pcre: result may name. */
+#define TABLE_MAX_SUB 65535
 
 enum rule_kind {
     RULE_MATCH, /* pattern and value */
@@ -26,21 +40,47 @@ enum rule_kind {
     RULE_ENDIF, /* end of an IF block */
 };
 
+/* A $N in a regexp: or pcre: result: group N's text goes at value + at. */
+struct subst {
+    size_t at;      /* offset into the rule's value */
+    unsigned group; /* N, 1 or more */
+};
+
 struct rule {
     enum rule_kind kind;
-    struct cidr net; /* cidr: pattern */
-    bool negate;     /* "!pattern" */
-    size_t skip;     /* RULE_IF: index of its RULE_ENDIF */
-    char *key;       /* exact-match tables */
-    char *value;     /* lookup result */
+    int lineno;         /* file line, or inline element number */
+    struct cidr net;    /* cidr: pattern */
+    regex_t *re;        /* regexp: pattern */
+    pcre2_code *pcre;   /* pcre: pattern */
+    bool negate;        /* "!pattern" */
+    size_t skip;        /* RULE_IF: index of its RULE_ENDIF */
+    char *key;          /* exact-match tables */
+    char *value;        /* lookup result ($$ already made $ in regexp:, pcre:) */
+    struct subst *subs; /* regexp:, pcre: where $N go into value, in order */
+    size_t nsubs;       /* entries in subs */
+    unsigned max_sub;   /* largest N in subs, 0 when none */
+};
+
+/*
+ * What a regexp: or pcre: lookup writes.  The rules stay read-only after
+ * table_open(); this lives behind a pointer so that table_lookup() can keep
+ * taking a const table.
+ */
+struct scratch {
+    struct sbuf result;   /* the last substituted result */
+    regmatch_t *pmatch;   /* regexp: matched groups, npmatch entries */
+    size_t npmatch;       /* largest max_sub + 1 over the rules */
+    pcre2_match_data *md; /* pcre: matched groups, room for every group */
 };
 
 struct table {
     enum table_type type;
-    char *name; /* the "type:name" spec, for messages */
+    char *name;       /* the "type:name" spec, for messages */
+    bool inline_body; /* "type:{...}": rules are numbered, not lines */
     struct rule *rules;
     size_t nrules;
     size_t cap;
+    struct scratch *scr; /* regexp: and pcre: only */
 };
 
 /* Append a rule and return it. */
@@ -118,7 +158,7 @@ static int cidr_line(struct table *t, char *line, size_t *stack, size_t *depth, 
         return 0;
     }
     if (strcasecmp(p, "if") == 0) {
-        if (*depth >= 32) {
+        if (*depth >= TABLE_MAX_NESTING) {
             snprintf(err, errlen, "IF nesting too deep");
             return -1;
         }
@@ -188,16 +228,19 @@ static int read_logical_lines(const char *path, char *err, size_t errlen,
     return rc;
 }
 
-struct cidr_ctx {
+/* Parsing state for tables with IF/ENDIF blocks. */
+struct rules_ctx {
     struct table *t;
-    size_t stack[32];
-    size_t depth;
+    size_t stack[TABLE_MAX_NESTING];   /* rule index of each open IF */
+    int stack_line[TABLE_MAX_NESTING]; /* and its line (or element) */
+    size_t depth;                      /* IFs open */
+    int lineno;                        /* line (or element) being parsed */
 };
 
 /* read_logical_lines() callback for cidr files. */
 static int cidr_file_line(void *vctx, char *line, int lineno, char *err, size_t errlen)
 {
-    struct cidr_ctx *c = vctx;
+    struct rules_ctx *c = vctx;
 
     (void)lineno;
     return cidr_line(c->t, trim(line), c->stack, &c->depth, err, errlen);
@@ -291,9 +334,486 @@ static int inline_kv(void *vctx, char *el, char *err, size_t errlen)
 /* inline_elements() callback for cidr:{{rule}, ...}. */
 static int inline_cidr(void *vctx, char *el, char *err, size_t errlen)
 {
-    struct cidr_ctx *c = vctx;
+    struct rules_ctx *c = vctx;
 
     return cidr_line(c->t, el, c->stack, &c->depth, err, errlen);
+}
+
+/* ---- regexp: and pcre: ---------------------------------------------------- */
+
+/* One "[!]<delim>regex<delim>flags" pattern, split in place. */
+struct pattern {
+    char *re;         /* the expression, NUL-terminated inside the rule text */
+    char delim;       /* the delimiter, for messages */
+    uint32_t options; /* regcomp() cflags or pcre2_compile() options */
+    bool negate;      /* an odd number of "!" */
+};
+
+/*
+ * Parse a pattern at *PP as Postfix does: "!"s (and white space) toggle
+ * negation, the first other character is the delimiter, a backslash hides a
+ * delimiter, and letters after the closing delimiter toggle options.  The
+ * defaults are Postfix's: REG_EXTENDED | REG_ICASE, PCRE2_CASELESS |
+ * PCRE2_DOTALL.  On success *PP points just past the flags.
+ */
+static int get_pattern(enum table_type type, char **pp, struct pattern *pat, char *err,
+                       size_t errlen)
+{
+    char *p = *pp;
+
+    pat->negate = false;
+    for (;; p++) {
+        if (*p == '!')
+            pat->negate = !pat->negate;
+        else if (!isspace((unsigned char)*p))
+            break;
+    }
+    if (*p == '\0') {
+        snprintf(err, errlen, "no regular expression");
+        return -1;
+    }
+    char *start = p;
+    pat->delim = *p++;
+    pat->re = p;
+    while (*p && *p != pat->delim) {
+        if (*p == '\\' && p[1])
+            p++;
+        p++;
+    }
+    if (*p == '\0') {
+        snprintf(err, errlen, "no closing delimiter \"%c\" in \"%.100s\"", pat->delim, start);
+        return -1;
+    }
+    *p++ = '\0';
+    if (type == TABLE_REGEXP)
+        pat->options = REG_EXTENDED | REG_ICASE;
+    else
+        pat->options = PCRE2_CASELESS | PCRE2_DOTALL;
+    for (; *p && !isspace((unsigned char)*p); p++) {
+        uint32_t flag = 0;
+        if (type == TABLE_REGEXP) {
+            switch (*p) {
+            case 'i':
+                flag = REG_ICASE;
+                break;
+            case 'm':
+                flag = REG_NEWLINE;
+                break;
+            case 'x':
+                flag = REG_EXTENDED;
+                break;
+            case '!':
+                /* Postfix's deprecated "/pattern1/!/pattern2/ result" */
+                snprintf(err, errlen,
+                         "\"/pattern1/!/pattern2/\" is not supported: use \"IF !/pattern2/\"");
+                return -1;
+            }
+        } else {
+            switch (*p) {
+            case 'i':
+                flag = PCRE2_CASELESS;
+                break;
+            case 'm':
+                flag = PCRE2_MULTILINE;
+                break;
+            case 's':
+                flag = PCRE2_DOTALL;
+                break;
+            case 'x':
+                flag = PCRE2_EXTENDED;
+                break;
+            case 'A':
+                flag = PCRE2_ANCHORED;
+                break;
+            case 'E':
+                flag = PCRE2_DOLLAR_ENDONLY;
+                break;
+            case 'U':
+                flag = PCRE2_UNGREEDY;
+                break;
+            case 'X':
+                /* PCRE_EXTRA has no PCRE2 equivalent; Postfix ignores it too. */
+                continue;
+            }
+        }
+        if (flag == 0) {
+            snprintf(err, errlen, "unknown regexp option \"%c\"", *p);
+            return -1;
+        }
+        pat->options ^= flag;
+    }
+    *pp = p;
+    return 0;
+}
+
+/* Note that group GROUP's text goes at offset AT of the rule's value. */
+static void add_subst(struct rule *r, size_t at, unsigned group)
+{
+    r->subs = xrealloc(r->subs, (r->nsubs + 1) * sizeof(*r->subs));
+    r->subs[r->nsubs].at = at;
+    r->subs[r->nsubs].group = group;
+    r->nsubs++;
+    if (group > r->max_sub)
+        r->max_sub = group;
+}
+
+/*
+ * Split a result into literal text (r->value, with "$$" made "$") and the
+ * places where $N, ${N} or $(N) go (r->subs), with the checks Postfix's
+ * mac_parse() and dict_regexp_prescan() make: a name must be all digits and
+ * 1 or more.
+ */
+static int parse_result(const char *text, struct rule *r, char *err, size_t errlen)
+{
+    struct sbuf lit = SBUF_INIT;
+    const char *p = text;
+
+    while (*p) {
+        if (*p != '$') {
+            sbuf_addc(&lit, *p++);
+            continue;
+        }
+        if (p[1] == '$') {
+            sbuf_addc(&lit, '$');
+            p += 2;
+            continue;
+        }
+        const char *name;
+        size_t nlen;
+        p++;
+        if (*p == '{' || *p == '(') {
+            char open = *p, close = *p == '{' ? '}' : ')';
+            int level = 1;
+            name = ++p;
+            for (; *p; p++) {
+                if (*p == open)
+                    level++;
+                else if (*p == close && --level == 0)
+                    break;
+            }
+            if (*p == '\0') {
+                snprintf(err, errlen, "missing '%c' in result \"%.100s\"", close, text);
+                goto fail;
+            }
+            nlen = (size_t)(p++ - name);
+        } else {
+            name = p;
+            while (isalnum((unsigned char)*p) || *p == '_')
+                p++;
+            nlen = (size_t)(p - name);
+        }
+        if (nlen == 0) {
+            snprintf(err, errlen, "lone '$' in result \"%.100s\" (write \"$$\" for a '$')", text);
+            goto fail;
+        }
+        unsigned long n = 0;
+        for (size_t i = 0; i < nlen; i++) {
+            if (!isdigit((unsigned char)name[i])) {
+                snprintf(err, errlen, "non-numeric replacement index \"%.*s\"",
+                         (int)(nlen > 40 ? 40 : nlen), name);
+                goto fail;
+            }
+            if (n <= TABLE_MAX_SUB)
+                n = n * 10 + (unsigned long)(name[i] - '0');
+        }
+        if (n < 1 || n > TABLE_MAX_SUB) {
+            snprintf(err, errlen, "out of range replacement index \"%.*s\"",
+                     (int)(nlen > 40 ? 40 : nlen), name);
+            goto fail;
+        }
+        add_subst(r, lit.len, (unsigned)n);
+    }
+    r->value = sbuf_take(&lit);
+    return 0;
+fail:
+    sbuf_free(&lit);
+    return -1;
+}
+
+/*
+ * Compile PAT into R (r->re or r->pcre) and return its number of groups in
+ * *NSUB.  regexp: patterns whose result names no group skip sub-matching.
+ */
+static int compile_pattern(enum table_type type, const struct pattern *pat, struct rule *r,
+                           unsigned *nsub, char *err, size_t errlen)
+{
+    if (type == TABLE_REGEXP) {
+        regex_t *re = xmalloc(sizeof(*re));
+        int cflags = (int)pat->options | (r->max_sub ? 0 : REG_NOSUB);
+        int rc = regcomp(re, pat->re, cflags);
+        if (rc != 0) {
+            char msg[200];
+            regerror(rc, re, msg, sizeof(msg));
+            snprintf(err, errlen, "bad regular expression %c%.100s%c: %s", pat->delim, pat->re,
+                     pat->delim, msg);
+            free(re);
+            return -1;
+        }
+        r->re = re;
+        *nsub = (unsigned)re->re_nsub;
+        return 0;
+    }
+    int code;
+    PCRE2_SIZE off;
+    uint32_t count;
+    r->pcre =
+        pcre2_compile((PCRE2_SPTR)pat->re, PCRE2_ZERO_TERMINATED, pat->options, &code, &off, NULL);
+    if (r->pcre == NULL) {
+        PCRE2_UCHAR msg[200];
+        if (pcre2_get_error_message(code, msg, sizeof(msg)) < 0)
+            snprintf((char *)msg, sizeof(msg), "PCRE2 error %d", code);
+        snprintf(err, errlen, "bad regular expression %c%.100s%c at offset %zu: %s", pat->delim,
+                 pat->re, pat->delim, (size_t)off, (char *)msg);
+        return -1;
+    }
+    if (pcre2_pattern_info(r->pcre, PCRE2_INFO_CAPTURECOUNT, &count) != 0)
+        msg_panic("table: pcre2_pattern_info failed");
+    *nsub = count;
+    return 0;
+}
+
+/* Add one regexp: or pcre: rule ("/pattern/flags result", IF, ENDIF). */
+static int regex_line(struct rules_ctx *c, char *line, char *err, size_t errlen)
+{
+    struct table *t = c->t;
+    struct pattern pat;
+    unsigned nsub;
+    char *p = line;
+
+    /* Postfix: a rule starts with a delimiter or "!", never a letter or digit. */
+    if (*p && !isalnum((unsigned char)*p)) {
+        if (get_pattern(t->type, &p, &pat, err, errlen) < 0)
+            return -1;
+        while (isspace((unsigned char)*p))
+            p++;
+        if (*p == '\0') {
+            snprintf(err, errlen, "no lookup result for %c%.100s%c", pat.delim, pat.re, pat.delim);
+            return -1;
+        }
+        struct rule *r = add_rule(t);
+        r->kind = RULE_MATCH;
+        r->lineno = c->lineno;
+        r->negate = pat.negate;
+        if (parse_result(p, r, err, errlen) < 0)
+            return -1;
+        if (r->max_sub && r->negate) {
+            snprintf(err, errlen, "$number in the result of a negated pattern");
+            return -1;
+        }
+        if (compile_pattern(t->type, &pat, r, &nsub, err, errlen) < 0)
+            return -1;
+        if (r->max_sub > nsub) {
+            snprintf(err, errlen,
+                     "out of range replacement index \"%u\" (the pattern has %u group%s)",
+                     r->max_sub, nsub, nsub == 1 ? "" : "s");
+            return -1;
+        }
+        return 0;
+    }
+    if (strncasecmp(p, "if", 2) == 0 && !isalnum((unsigned char)p[2])) {
+        if (c->depth >= TABLE_MAX_NESTING) {
+            snprintf(err, errlen, "IF nesting too deep");
+            return -1;
+        }
+        p += 2;
+        if (get_pattern(t->type, &p, &pat, err, errlen) < 0)
+            return -1;
+        while (isspace((unsigned char)*p))
+            p++;
+        if (*p) {
+            snprintf(err, errlen, "text after IF pattern: \"%.100s\"", p);
+            return -1;
+        }
+        struct rule *r = add_rule(t);
+        r->kind = RULE_IF;
+        r->lineno = c->lineno;
+        r->negate = pat.negate;
+        if (compile_pattern(t->type, &pat, r, &nsub, err, errlen) < 0)
+            return -1;
+        c->stack_line[c->depth] = c->lineno;
+        c->stack[c->depth++] = t->nrules - 1;
+        return 0;
+    }
+    if (strncasecmp(p, "endif", 5) == 0 && !isalnum((unsigned char)p[5])) {
+        p += 5;
+        while (isspace((unsigned char)*p))
+            p++;
+        if (*p) {
+            snprintf(err, errlen, "garbage after ENDIF");
+            return -1;
+        }
+        if (c->depth == 0) {
+            snprintf(err, errlen, "ENDIF without IF");
+            return -1;
+        }
+        struct rule *r = add_rule(t);
+        r->kind = RULE_ENDIF;
+        r->lineno = c->lineno;
+        t->rules[c->stack[--c->depth]].skip = t->nrules - 1;
+        return 0;
+    }
+    snprintf(err, errlen, "expected \"/pattern/ result\", IF or ENDIF: \"%.100s\"", line);
+    return -1;
+}
+
+/* read_logical_lines() callback for regexp: and pcre: files. */
+static int regex_file_line(void *vctx, char *line, int lineno, char *err, size_t errlen)
+{
+    struct rules_ctx *c = vctx;
+
+    c->lineno = lineno;
+    return regex_line(c, trim(line), err, errlen);
+}
+
+/* inline_elements() callback for regexp:{{rule}, ...} and pcre:{{rule}, ...}. */
+static int inline_regex(void *vctx, char *el, char *err, size_t errlen)
+{
+    struct rules_ctx *c = vctx;
+
+    c->lineno++;
+    return regex_line(c, el, err, errlen);
+}
+
+/* Load a regexp: or pcre: table from NAME (a file or "{...}" BODY). */
+static int regex_open(struct table *t, const char *spec, const char *name, const char *body,
+                      char *err, size_t errlen)
+{
+    struct rules_ctx c = {.t = t};
+    char lerr[400];
+    int rc;
+
+    t->inline_body = body != NULL;
+    if (body) {
+        rc = inline_elements(body, lerr, sizeof(lerr), inline_regex, &c);
+        if (rc < 0)
+            snprintf(err, errlen, "table %s: %s", spec, lerr);
+    } else {
+        rc = read_logical_lines(name, err, errlen, regex_file_line, &c);
+    }
+    if (rc < 0)
+        return -1;
+    if (c.depth > 0) {
+        if (body)
+            snprintf(err, errlen, "table %s: IF has no matching ENDIF", spec);
+        else
+            snprintf(err, errlen, "%s, line %d: IF has no matching ENDIF", name,
+                     c.stack_line[c.depth - 1]);
+        return -1;
+    }
+
+    /* Room for the groups of the greediest rule, shared by all lookups. */
+    struct scratch *s = xcalloc(1, sizeof(*s));
+    t->scr = s;
+    if (t->type == TABLE_REGEXP) {
+        s->npmatch = 1;
+        for (size_t i = 0; i < t->nrules; i++)
+            if (t->rules[i].max_sub + 1 > s->npmatch)
+                s->npmatch = t->rules[i].max_sub + 1;
+        s->pmatch = xcalloc(s->npmatch, sizeof(*s->pmatch));
+    } else {
+        uint32_t pairs = 1;
+        for (size_t i = 0; i < t->nrules; i++) {
+            uint32_t count;
+            if (t->rules[i].pcre &&
+                pcre2_pattern_info(t->rules[i].pcre, PCRE2_INFO_CAPTURECOUNT, &count) == 0 &&
+                count + 1 > pairs)
+                pairs = count + 1;
+        }
+        s->md = pcre2_match_data_create(pairs, NULL);
+        if (s->md == NULL)
+            msg_panic("table %s: out of memory for PCRE2 match data", spec);
+    }
+    return 0;
+}
+
+/*
+ * Does rule R apply to KEY (a match, or no match for "!")?  A matching
+ * error (a PCRE2 limit, say) is logged and makes the rule not apply, as in
+ * Postfix.
+ */
+static bool regex_applies(const struct table *t, const struct rule *r, const char *key)
+{
+    struct scratch *s = t->scr;
+    char msg[200];
+    int rc;
+
+    if (t->type == TABLE_REGEXP) {
+        size_t n = r->max_sub ? r->max_sub + 1 : 0;
+        rc = regexec(r->re, key, n, n ? s->pmatch : NULL, 0);
+        if (rc == 0 || rc == REG_NOMATCH)
+            return (rc == 0) != r->negate;
+        regerror(rc, r->re, msg, sizeof(msg));
+    } else {
+        rc = pcre2_match(r->pcre, (PCRE2_SPTR)key, strlen(key), 0, 0, s->md, NULL);
+        if (rc >= 0 || rc == PCRE2_ERROR_NOMATCH)
+            return (rc >= 0) != r->negate;
+        if (pcre2_get_error_message(rc, (PCRE2_UCHAR *)msg, sizeof(msg)) < 0)
+            snprintf(msg, sizeof(msg), "PCRE2 error %d", rc);
+    }
+    msg_warn("table %s, %s %d: %s", t->name, t->inline_body ? "rule" : "line", r->lineno, msg);
+    return false;
+}
+
+/* Where group N of the last match lies in the key; false when it took no part. */
+static bool group_span(const struct table *t, unsigned n, size_t *so, size_t *eo)
+{
+    const struct scratch *s = t->scr;
+
+    if (t->type == TABLE_REGEXP) {
+        if (n >= s->npmatch || s->pmatch[n].rm_so < 0 || s->pmatch[n].rm_eo < s->pmatch[n].rm_so)
+            return false;
+        *so = (size_t)s->pmatch[n].rm_so;
+        *eo = (size_t)s->pmatch[n].rm_eo;
+        return true;
+    }
+    if (n >= pcre2_get_ovector_count(s->md))
+        return false;
+    PCRE2_SIZE *ov = pcre2_get_ovector_pointer(s->md);
+    if (ov[2 * n] == PCRE2_UNSET || ov[2 * n + 1] < ov[2 * n])
+        return false;
+    *so = ov[2 * n];
+    *eo = ov[2 * n + 1];
+    return true;
+}
+
+/* R's result for KEY, with $N replaced by the groups of the last match. */
+static const char *regex_result(const struct table *t, const struct rule *r, const char *key)
+{
+    struct sbuf *out = &t->scr->result;
+    size_t at = 0, so, eo;
+
+    if (r->nsubs == 0)
+        return r->value;
+    sbuf_reset(out);
+    for (size_t i = 0; i < r->nsubs; i++) {
+        sbuf_addn(out, r->value + at, r->subs[i].at - at);
+        at = r->subs[i].at;
+        if (group_span(t, r->subs[i].group, &so, &eo))
+            sbuf_addn(out, key + so, eo - so);
+    }
+    sbuf_adds(out, r->value + at);
+    return sbuf_str(out);
+}
+
+/* First matching regexp: or pcre: rule, IF blocks skipped when not matched. */
+static const char *regex_lookup(const struct table *t, const char *key)
+{
+    for (size_t i = 0; i < t->nrules; i++) {
+        const struct rule *r = &t->rules[i];
+        switch (r->kind) {
+        case RULE_ENDIF:
+            break;
+        case RULE_IF:
+            if (!regex_applies(t, r, key))
+                i = r->skip;
+            break;
+        case RULE_MATCH:
+            if (regex_applies(t, r, key))
+                return regex_result(t, r, key);
+            break;
+        }
+    }
+    return NULL;
 }
 
 /* Extract the body of "{...}" (the whole name must be one group). */
@@ -323,7 +843,7 @@ struct table *table_open(const char *spec, char *err, size_t errlen)
     size_t tl = (size_t)(colon - spec);
     char *body = brace_body(name);
     if (tl == 4 && strncasecmp(spec, "cidr", 4) == 0) {
-        struct cidr_ctx c = {.t = t};
+        struct rules_ctx c = {.t = t};
         t->type = TABLE_CIDR;
         if (body) {
             rc = inline_elements(body, lerr, sizeof(lerr), inline_cidr, &c);
@@ -347,6 +867,12 @@ struct table *table_open(const char *spec, char *err, size_t errlen)
     } else if (tl == 8 && strncasecmp(spec, "texthash", 8) == 0) {
         t->type = TABLE_TEXTHASH;
         rc = read_logical_lines(name, err, errlen, texthash_line, t);
+    } else if (tl == 6 && strncasecmp(spec, "regexp", 6) == 0) {
+        t->type = TABLE_REGEXP;
+        rc = regex_open(t, spec, name, body, err, errlen);
+    } else if (tl == 4 && strncasecmp(spec, "pcre", 4) == 0) {
+        t->type = TABLE_PCRE;
+        rc = regex_open(t, spec, name, body, err, errlen);
     } else if (tl == 6 && strncasecmp(spec, "static", 6) == 0) {
         t->type = TABLE_STATIC;
         struct rule *r = add_rule(t);
@@ -354,7 +880,7 @@ struct table *table_open(const char *spec, char *err, size_t errlen)
     } else {
         snprintf(err, errlen,
                  "table \"%s\": unsupported table type \"%.*s\" (mxscreen has cidr, inline, "
-                 "texthash and static)",
+                 "pcre, regexp, static and texthash)",
                  spec, (int)tl, spec);
         rc = -1;
     }
@@ -373,18 +899,37 @@ void table_free(struct table *t)
     if (t == NULL)
         return;
     for (size_t i = 0; i < t->nrules; i++) {
-        free(t->rules[i].key);
-        free(t->rules[i].value);
+        struct rule *r = &t->rules[i];
+        free(r->key);
+        free(r->value);
+        free(r->subs);
+        if (r->re) {
+            regfree(r->re);
+            free(r->re);
+        }
+        pcre2_code_free(r->pcre);
     }
     free(t->rules);
+    if (t->scr) {
+        sbuf_free(&t->scr->result);
+        free(t->scr->pmatch);
+        pcre2_match_data_free(t->scr->md);
+        free(t->scr);
+    }
     free(t->name);
     free(t);
 }
 
-/* Exact-match lookup of KEY; case is folded, as Postfix does for these tables. */
+/*
+ * Look up KEY: exact match with case folded (inline:, texthash:), as an
+ * address (cidr:), or by the rules' own case flags (regexp:, pcre:).
+ */
 const char *table_lookup(const struct table *t, const char *key)
 {
     switch (t->type) {
+    case TABLE_REGEXP:
+    case TABLE_PCRE:
+        return regex_lookup(t, key);
     case TABLE_STATIC:
         return t->rules[0].value;
     case TABLE_INLINE:

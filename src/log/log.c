@@ -206,3 +206,57 @@ size_t log_escape(char *dst, size_t dstlen, const void *src, size_t srclen, size
     dst[n] = '\0';
     return n;
 }
+
+static int delay_max_digits = 2; /* delay_logging_resolution_limit */
+
+/* Set delay_logging_resolution_limit (0 to 6 decimals). */
+void log_set_delay_resolution(int digits)
+{
+    delay_max_digits = digits < 0 ? 0 : digits > 6 ? 6 : digits;
+}
+
+/*
+ * Format a delay as Postfix's format_tv() does for postscreen: two
+ * significant digits, at most delay_logging_resolution_limit decimals,
+ * rounded, trailing zeros dropped ("0.14", "1.2", "6").
+ */
+void log_format_delay(char *buf, size_t len, long sec, long usec)
+{
+    static const long pow10[] = {1, 10, 100, 1000, 10000, 100000, 1000000};
+    const long million = 1000000;
+    long ures = million / pow10[delay_max_digits];
+    long wid = pow10[2];
+    size_t n = 0;
+
+    if (ures < million) {
+        if (sec > 0) {
+            long k;
+            for (k = 1; sec >= k && k <= wid / 10; k *= 10)
+                continue;
+            ures = (million / wid) * k;
+        } else {
+            while (usec >= wid * ures)
+                ures *= 10;
+        }
+    }
+    if (ures > 1) {
+        usec += ures / 2;
+        if (usec >= million) {
+            sec += 1;
+            usec -= million;
+        }
+    }
+    int w = snprintf(buf, len, "%ld", sec);
+    if (w < 0 || (size_t)w >= len)
+        return;
+    n = (size_t)w;
+    if (usec >= ures && n + 1 < len) {
+        buf[n++] = '.';
+        long rem = usec;
+        for (long k = million / 10; rem >= ures && k > 0 && n + 1 < len; k /= 10) {
+            buf[n++] = (char)('0' + rem / k);
+            rem %= k;
+        }
+        buf[n] = '\0';
+    }
+}

@@ -41,6 +41,8 @@ void msg_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void msg_fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 void msg_panic(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 
+void log_set_delay_resolution(int digits);
+void log_format_delay(char *buf, size_t len, long sec, long usec);
 size_t log_escape(char *dst, size_t dstlen, const void *src, size_t srclen, size_t maxin);
 
 #endif

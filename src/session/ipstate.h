@@ -6,18 +6,24 @@
  * address text.  ipstate_hold() finds or creates the record and counts one
  * more connection; ipstate_release() counts one less and frees the record
  * with the last one.  The table grows with the number of addresses held,
- * which the accept path bounds.  Later features (the shared test expiry
- * times of concurrent sessions, the DNSBL score) hang off this record.
+ * which the accept path bounds.  Concurrent sessions from one address
+ * share the record's test expiry times, as in postscreen; later features
+ * (the DNSBL score) hang off this record too.
  */
 #ifndef MXS_IPSTATE_H
 #define MXS_IPSTATE_H
 
 #include <arpa/inet.h>
 #include <stddef.h>
+#include <time.h>
+
+#include "session/verdict.h"
 
 struct ipstate {
     char addr[INET6_ADDRSTRLEN]; /* key: printable address */
     unsigned count;              /* connections held from this address */
+    time_t stamps[TEST__COUNT];  /* test expiry times shared by its sessions */
+    unsigned pass_new_count;     /* sessions that logged PASS NEW */
     struct ipstate *next;        /* hash chain */
 };
 

@@ -1,10 +1,11 @@
 /*
  * session - one client connection; see session.h.
  *
- * States: UPSTREAM (reading a load balancer's PROXY header), HANDOFF
- * (waiting for the backend to take the client), RELAY (joined).  The
- * session is freed when its last owner lets go: immediately on a reject,
- * or when the hand-off reports HANDOFF_ENDED.
+ * States: UPSTREAM (reading a load balancer's PROXY header), ENGINE (the
+ * SMTP engine has the client), HANDOFF (waiting for the backend to take
+ * the client), RELAY (joined).  The session is freed when its last owner
+ * lets go: immediately on a reject, when the engine reports
+ * ENGINE_CLOSED, or when the hand-off reports HANDOFF_ENDED.
  */
 #include <errno.h>
 #include <poll.h>
@@ -13,16 +14,20 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "handoff/handoff.h"
 #include "log/log.h"
 #include "net/proxy.h"
 #include "session/session.h"
+#include "session/verdict.h"
+#include "smtp/engine.h"
 #include "util/mem.h"
 
 enum sstate {
     SS_UPSTREAM, /* reading the upstream PROXY header */
+    SS_ENGINE,   /* in the SMTP engine */
     SS_HANDOFF,  /* the backend has not taken the client yet */
     SS_RELAY,    /* the backend has the client */
 };
@@ -37,6 +42,9 @@ struct session {
     struct ipstate *ip;      /* per-address record, once CONNECT is logged */
     struct event *ev;        /* SS_UPSTREAM read and time limit */
     struct handoff *ho;      /* SS_HANDOFF and SS_RELAY */
+    struct engine *eng;      /* SS_ENGINE */
+    struct verdict v;        /* tests due, passed and failed */
+    bool teaser_sent;        /* the "220-" teaser went out (pregreet test) */
     struct timeval deadline; /* SS_UPSTREAM: end of the time limit */
     bool in_check;           /* counted in srv->check_queue */
     bool in_post;            /* counted in srv->post_queue */
@@ -65,6 +73,16 @@ static void close_client(int fd)
     close(fd);
 }
 
+/* One session fewer being screened; maybe leave STRESS mode. */
+static void check_queue_done(struct server *srv, const struct settings *st)
+{
+    srv->check_queue--;
+    if (srv->stress && srv->check_queue <= (size_t)(0.7 * (double)st->pre_queue_limit)) {
+        srv->stress = false;
+        msg_info("leaving STRESS mode with %zu connections", srv->check_queue);
+    }
+}
+
 /* Free the session and everything it counts. */
 static void session_free(struct session *s)
 {
@@ -75,7 +93,7 @@ static void session_free(struct session *s)
     if (s->fd >= 0)
         close_client(s->fd);
     if (s->in_check)
-        srv->check_queue--;
+        check_queue_done(srv, s->st);
     if (s->in_post)
         srv->post_queue--;
     if (s->state == SS_RELAY)
@@ -95,6 +113,8 @@ static void disconnect(struct session *s)
     session_free(s);
 }
 
+static void start_engine(struct session *s, bool x21);
+
 /* The hand-off reports progress. */
 static void on_handoff(void *ctx, enum handoff_event ev)
 {
@@ -103,13 +123,18 @@ static void on_handoff(void *ctx, enum handoff_event ev)
 
     switch (ev) {
     case HANDOFF_FAIL_CONNECT:
-        s->ho = NULL;
-        reply(s, "421 4.3.2 All server ports are busy\r\n");
-        session_free(s);
-        return;
     case HANDOFF_FAIL_PASS:
         s->ho = NULL;
-        reply(s, "421 4.3.2 No system resources\r\n");
+        srv->post_queue--;
+        s->in_post = false;
+        if (s->teaser_sent) {
+            /* A 421 now would break the multi-line greeting: the X21 path. */
+            s->v.final_reply = "421 4.3.2 No system resources\r\n";
+            start_engine(s, true);
+            return;
+        }
+        reply(s, ev == HANDOFF_FAIL_CONNECT ? "421 4.3.2 All server ports are busy\r\n"
+                                            : "421 4.3.2 No system resources\r\n");
         session_free(s);
         return;
     case HANDOFF_TAKEN:
@@ -119,7 +144,7 @@ static void on_handoff(void *ctx, enum handoff_event ev)
         srv->relays++;
         srv->post_queue--;
         s->in_post = false;
-        srv->check_queue--;
+        check_queue_done(srv, s->st);
         s->in_check = false;
         return;
     case HANDOFF_ENDED:
@@ -154,56 +179,178 @@ static const char *word(struct session *s, const char *respectful, const char *l
     return legacy;
 }
 
-/* The endpoints are known: run the connection flow (spec §1.2 steps 2-6). */
+/*
+ * The verdict (spec §1.5): PASS NEW or OLD when every due test passed,
+ * the cache update when any test passed and none failed.
+ */
+static void log_verdict(struct session *s)
+{
+    struct verdict *v = &s->v;
+
+    if (verdict_any_fail(v))
+        v->pass = 0;
+    if (verdict_all_passed(v))
+        msg_info("PASS %s [%s]:%s", !v->is_new || s->ip->pass_new_count++ > 0 ? "OLD" : "NEW",
+                 s->client.addr, s->client.port);
+    if (v->pass && s->st->cache_enabled && s->srv->cache) {
+        char rec[VERDICT_RECORD_MAX];
+        verdict_format(rec, sizeof(rec), s->ip->stamps, s->st->enabled);
+        cache_put(s->srv->cache, s->client.addr, rec);
+    }
+}
+
+/* Conclude a session that never reached the engine: hand off or say goodbye. */
+static void conclude(struct session *s)
+{
+    log_verdict(s);
+    if (!s->v.noforward) {
+        hand_off(s);
+        return;
+    }
+    if (!s->v.hangup)
+        reply(s, s->v.final_reply);
+    disconnect(s);
+}
+
+/* A session that is over: DISCONNECT now, free when the engine has closed. */
+static void on_engine(void *ctx, enum engine_event ev)
+{
+    struct session *s = ctx;
+
+    switch (ev) {
+    case ENGINE_END:
+        log_verdict(s);
+        msg_info("DISCONNECT [%s]:%s", s->client.addr, s->client.port);
+        return;
+    case ENGINE_CLOSED:
+        s->eng = NULL;
+        session_free(s);
+        return;
+    }
+}
+
+/* Give the client to the SMTP engine (X21: only to say 421 politely). */
+static void start_engine(struct session *s, bool x21)
+{
+    struct engine_args a = {
+        .base = s->srv->base,
+        .cf = s->st->engine,
+        .fd = s->fd,
+        .client = &s->client,
+        .v = &s->v,
+        .stamps = s->ip->stamps,
+        .stress = &s->srv->stress,
+        .x21 = x21,
+        .fn = on_engine,
+        .ctx = s,
+    };
+
+    s->state = SS_ENGINE;
+    s->fd = -1; /* the engine's now, whatever happens */
+    s->eng = engine_start(&a);
+}
+
+/* End the session before any test with postscreen's reply and DISCONNECT. */
+static void drop(struct session *s, const char *text)
+{
+    s->v.noforward = true;
+    s->v.final_reply = text;
+    conclude(s);
+}
+
+/* The endpoints are known: run the connection flow (spec §1.2 steps 2-10). */
 static void session_start(struct session *s)
 {
     struct server *srv = s->srv;
     const struct settings *st = s->st;
+    struct verdict *v = &s->v;
+    time_t now = time(NULL);
 
     msg_info("CONNECT from [%s]:%s to [%s]:%s", s->client.addr, s->client.port, s->server.addr,
              s->server.port);
     s->ip = ipstate_hold(srv->ips, s->client.addr);
     srv->check_queue++;
     s->in_check = true;
+    verdict_init(v);
+    if (!srv->stress && srv->check_queue >= (size_t)(0.9 * (double)st->pre_queue_limit)) {
+        srv->stress = true;
+        msg_info("entering STRESS mode with %zu connections", srv->check_queue);
+    }
     if (st->client_limit > 0 && s->ip->count > (unsigned long long)st->client_limit) {
         msg_info("NOQUEUE: reject: CONNECT from [%s]:%s: too many connections", s->client.addr,
                  s->client.port);
-        reply(s, "421 4.7.0 Error: too many connections\r\n");
-        disconnect(s);
+        drop(s, "421 4.7.0 Error: too many connections\r\n");
         return;
     }
     if (st->post_queue_limit > 0 && srv->post_queue >= (size_t)st->post_queue_limit) {
         msg_info("NOQUEUE: reject: CONNECT from [%s]:%s: all server ports busy", s->client.addr,
                  s->client.port);
-        reply(s, "421 4.3.2 All server ports are busy\r\n");
-        disconnect(s);
+        drop(s, "421 4.3.2 All server ports are busy\r\n");
         return;
     }
     switch (acl_eval(st->access, &s->client)) {
     case ACL_PERMIT:
         msg_info("%s [%s]:%s", word(s, "ALLOWLISTED", "WHITELISTED"), s->client.addr,
                  s->client.port);
-        hand_off(s);
+        conclude(s);
         return;
     case ACL_REJECT:
         msg_info("%s [%s]:%s", word(s, "DENYLISTED", "BLACKLISTED"), s->client.addr,
                  s->client.port);
+        v->other_fail = true;
         switch (st->denylist_action) {
         case ACTION_DROP:
-            reply(s, "521 5.3.2 Service currently unavailable\r\n");
-            disconnect(s);
+            drop(s, "521 5.3.2 Service currently unavailable\r\n");
             return;
-        case ACTION_ENFORCE: /* refused at start-up until the SMTP engine exists */
+        case ACTION_ENFORCE:
+            v->rcpt_reply = "550 5.3.2 Service currently unavailable\r\n";
+            v->noforward = true;
+            break;
         case ACTION_IGNORE:
+            /* Not a pass: the list is consulted again next time. */
+            v->other_fail = false;
             break;
         }
         break;
     case ACL_DUNNO:
         break;
     }
-    /* No test is implemented yet: undecided clients go to the backend, as
-     * postscreen does when no test is enabled. */
-    hand_off(s);
+
+    /* The temporary allowlist: only for a sole session with no failure. */
+    char rec[VERDICT_RECORD_MAX];
+    if (!verdict_any_fail(v) && s->ip->count == 1 && st->cache_enabled && srv->cache &&
+        cache_get(srv->cache, s->client.addr, rec, sizeof(rec))) {
+        verdict_parse(rec, s->ip->stamps);
+        verdict_todo(v, s->ip->stamps, now, st->enabled);
+        if (v->todo == 0) {
+            msg_info("PASS OLD [%s]:%s", s->client.addr, s->client.port);
+            conclude(s);
+            return;
+        }
+    } else if (s->ip->count > 1) {
+        verdict_todo(v, s->ip->stamps, now, st->enabled);
+    } else {
+        verdict_new(v, s->ip->stamps, st->enabled);
+    }
+
+    /* No allowlisting through a backup MX address; fail closed. */
+    if (!addrlist_match(st->allow_ifaces, &s->server)) {
+        v->other_fail = true;
+        v->noforward = true;
+        msg_info("%s [%s]:%s", word(s, "ALLOWLIST VETO", "WHITELIST VETO"), s->client.addr,
+                 s->client.port);
+    }
+    if (st->pre_queue_limit > 0 &&
+        srv->check_queue - srv->post_queue >= (size_t)st->pre_queue_limit) {
+        msg_info("reject: connect from [%s]:%s: all screening ports busy", s->client.addr,
+                 s->client.port);
+        drop(s, "421 4.3.2 All screening ports are busy\r\n");
+        return;
+    }
+    if ((v->todo & TEST_MASK_DEEP) || v->noforward)
+        start_engine(s, false);
+    else
+        conclude(s);
 }
 
 /* The upstream PROXY header could not be read: 421 and close, no CONNECT. */

@@ -3,11 +3,15 @@
  *
  * session_accept() takes a freshly accepted, non-blocking socket and runs
  * postscreen's connection flow (spec §1.2): the upstream PROXY header when
- * configured, the CONNECT line, the per-client connection limit, the
- * hand-off queue limit, the permanent access list, then hand-off
- * (handoff.h).  Every way out logs postscreen's line and, where
- * postscreen does, sends its reply; nothing a client does can end the
- * process.
+ * configured, the CONNECT line, the stress check, the per-client
+ * connection limit, the hand-off queue limit, the permanent access list,
+ * the temporary allowlist (cache), the allowlist-interface veto, the
+ * screening queue limit, then the SMTP engine (engine.h) when a deep test
+ * is due or the client must not be handed off, and finally the
+ * conclusion (spec §1.5: PASS NEW/OLD, the cache update) and hand-off
+ * (handoff.h) or DISCONNECT.  Every way out logs postscreen's line and,
+ * where postscreen does, sends its reply; nothing a client does can end
+ * the process.
  *
  * struct server is the state shared by all sessions of the process: the
  * event base, the current settings, the per-address table and the queue
@@ -20,6 +24,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "cache/cache.h"
 #include "session/ipstate.h"
 #include "session/settings.h"
 
@@ -32,6 +37,8 @@ struct server {
     size_t post_queue;                   /* sessions in hand-off */
     size_t relays;                       /* sessions relayed to the backend */
     bool respectful_noticed;             /* the respectful_logging notice was logged */
+    bool stress;                         /* in STRESS mode (spec §1.10) */
+    struct cache *cache;                 /* the temporary allowlist */
     void (*on_idle)(struct server *srv); /* called when sessions drops to 0 */
 };
 

@@ -7,6 +7,8 @@
 
 #include "log/log.h"
 #include "session/settings.h"
+#include "session/verdict.h"
+#include "smtp/engine.h"
 #include "util/mem.h"
 
 /* The action word of ID ("continue" is postscreen's old name of "ignore"). */
@@ -74,13 +76,26 @@ struct settings *settings_build(struct conf *cf, char *err, size_t errlen)
     st->client_limit = conf_num(cf, P_PSC_CLIENT_CONNECTION_COUNT_LIMIT);
     st->post_queue_limit = conf_num(cf, P_PSC_POST_QUEUE_LIMIT);
     st->denylist_action = settings_action(cf, P_PSC_DENYLIST_ACTION);
-    if (st->denylist_action == ACTION_ENFORCE) {
-        where_err(cf, P_PSC_DENYLIST_ACTION,
-                  "\"enforce\" needs mxscreen's SMTP engine, which this version does not have "
-                  "yet; use \"drop\" or \"ignore\"",
-                  err, errlen);
+    st->allow_ifaces = addrlist_parse(conf_str(cf, P_PSC_ALLOWLIST_INTERFACES), e, sizeof(e));
+    if (st->allow_ifaces == NULL) {
+        where_err(cf, P_PSC_ALLOWLIST_INTERFACES, e, err, errlen);
         goto fail;
     }
+    st->pre_queue_limit = conf_num(cf, P_PSC_PRE_QUEUE_LIMIT);
+    /* The pregreet and DNSBL tests come with the next version; main warns. */
+    st->enabled = 0;
+    if (conf_bool(cf, P_PSC_PIPEL_ENABLE))
+        st->enabled |= TEST_BIT(TEST_PIPELINING);
+    if (conf_bool(cf, P_PSC_NSMTP_ENABLE))
+        st->enabled |= TEST_BIT(TEST_NON_SMTP);
+    if (conf_bool(cf, P_PSC_BARLF_ENABLE))
+        st->enabled |= TEST_BIT(TEST_BARE_NEWLINE);
+    st->cache_enabled = *conf_str(cf, P_PSC_CACHE_MAP) != '\0';
+    st->cache_retention = (time_t)conf_num(cf, P_PSC_CACHE_RETENTION_TIME);
+    st->cache_cleanup_interval = (time_t)conf_num(cf, P_PSC_CACHE_CLEANUP_INTERVAL);
+    st->engine = engine_conf_build(cf, err, errlen);
+    if (st->engine == NULL)
+        goto fail;
     st->respectful = conf_bool(cf, P_RESPECTFUL_LOGGING);
     st->respectful_implicit = !st->respectful && !conf_is_set(cf, P_RESPECTFUL_LOGGING);
     st->upstream_proxy = conf_num(cf, P_PSC_UPSTREAM_PROXY_PROTOCOL) == 1;
@@ -89,6 +104,7 @@ struct settings *settings_build(struct conf *cf, char *err, size_t errlen)
     st->cf = cf;
     return st;
 fail:
+    addrlist_free(st->allow_ifaces);
     addrlist_free(st->mynetworks);
     acl_free(st->access);
     free(st);
@@ -109,6 +125,8 @@ void settings_unref(struct settings *st)
         return;
     acl_free(st->access);
     addrlist_free(st->mynetworks);
+    addrlist_free(st->allow_ifaces);
+    engine_conf_free(st->engine);
     conf_free(st->cf);
     free(st);
 }

@@ -2,10 +2,11 @@
  * settings - the run-time form of a configuration
  *
  * settings_build() turns a checked struct conf into what the connection
- * path needs: parsed access list and mynetworks, the hand-off target and
- * mode, limits and time-outs.  It refuses combinations this version cannot
- * honour (for example postscreen_denylist_action = enforce, which needs
- * the SMTP engine) with one line naming the parameter and where it was set.
+ * path needs: parsed access list, mynetworks and allowlist interfaces,
+ * the hand-off target and mode, limits and time-outs, which tests are
+ * enabled, and the SMTP engine's prepared configuration.  A value it
+ * cannot use stops start-up with one line naming the parameter and where
+ * it was set.
  *
  * A settings object is reference counted: a session holds a reference for
  * its whole life, so that a reload can swap in new settings while older
@@ -22,6 +23,8 @@
 #include "conf/addrlist.h"
 #include "conf/conf.h"
 #include "net/addr.h"
+
+struct engine_conf;
 
 enum handoff_mode {
     HANDOFF_PROXY,   /* PROXY header to the backend, then relay */
@@ -40,6 +43,13 @@ struct settings {
     struct conf *cf;                 /* the configuration, owned */
     struct addrlist *mynetworks;     /* parsed $mynetworks */
     struct acl *access;              /* parsed postscreen_access_list */
+    struct addrlist *allow_ifaces;   /* parsed postscreen_allowlist_interfaces */
+    struct engine_conf *engine;      /* the SMTP engine's prepared configuration */
+    unsigned enabled;                /* enabled tests (verdict.h bits) */
+    long long pre_queue_limit;       /* postscreen_pre_queue_limit */
+    bool cache_enabled;              /* postscreen_cache_map is not empty */
+    time_t cache_retention;          /* postscreen_cache_retention_time */
+    time_t cache_cleanup_interval;   /* postscreen_cache_cleanup_interval */
     enum handoff_mode mode;          /* mxscreen_handoff */
     struct hostport backend;         /* mxscreen_backend */
     const char *backend_name;        /* its text, for log lines */

@@ -1,5 +1,5 @@
 /*
- * test_table - lookup tables (cidr:, inline:, static:, texthash:), address
+ * test_table - lookup tables (cidr:, inline:, pcre:, regexp:, static:, texthash:), address
  * lists and the access list
  */
 #include <stdarg.h>
@@ -36,7 +36,7 @@
 
 /* A scratch directory for table and pattern files, removed at the end. */
 static char tmpdir[64];
-static char *tmpfiles[32];
+static char *tmpfiles[128];
 static size_t ntmpfiles;
 
 static int group_setup(void **state)
@@ -308,8 +308,22 @@ static const struct bad_spec bad_specs[] = {
     {"inline:a=b", "expected inline:{key=value, ...}"},
     {"inline:{{a=b}", "missing '}'"},
     {"hash:/etc/postfix/access", "unsupported table type \"hash\""},
-    {"regexp:/etc/postfix/x.re", "unsupported table type \"regexp\""},
-    {"pcre:{{/x/ reject}}", "unsupported table type \"pcre\""},
+    {"btree:/etc/postfix/x", "unsupported table type \"btree\""},
+    {"regexps:{{/x/ reject}}", "unsupported table type \"regexps\""},
+    {"regexp:{{/x/ reject}", "table regexp:{{/x/ reject}: missing '}'"},
+    {"pcre:{{/x/ reject}", "missing '}'"},
+    {"regexp:{/x/ reject}", "table regexp:{/x/ reject}: no lookup result for /x/"},
+    {"pcre:{/x/ reject}", "no lookup result for /x/"},
+    {"regexp:{{/x(/ reject}}", "table regexp:{{/x(/ reject}}: bad regular expression /x(/"},
+    {"pcre:{{/x(/ reject}}", "table pcre:{{/x(/ reject}}: bad regular expression /x(/"},
+    {"regexp:{{/x reject}}", "no closing delimiter \"/\""},
+    {"pcre:{{/(x)/ $2}}", "out of range replacement index \"2\""},
+    {"regexp:{{if /a/}, {/b/ c}}", "table regexp:{{if /a/}, {/b/ c}}: IF has no matching ENDIF"},
+    {"pcre:{{if /a/}, {/b/ c}}", "IF has no matching ENDIF"},
+    {"regexp:{{endif}}", "ENDIF without IF"},
+    {"pcre:{{/a/ x}, {endif}}", "ENDIF without IF"},
+    {"pcre:{{/a/q x}}", "unknown regexp option \"q\""},
+    {"regexp:{{!/(a)/ $1}}", "$number in the result of a negated pattern"},
     {"cidrx:/x", "unsupported table type \"cidrx\""},
     {"/etc/postfix/access", "expected type:name"},
     {"texthash:/nonexistent/mxscreen/x", "open /nonexistent/mxscreen/x"},
@@ -406,6 +420,312 @@ static void test_texthash_errors(void **state)
     snprintf(where, sizeof(where), "%s, line 3: ", path);
     assert_contains(err, where);
     assert_contains(err, "no value for key \"lonely\"");
+}
+
+/* ---- regexp:, pcre: ------------------------------------------------------ */
+
+struct key_case {
+    const char *key;
+    const char *value; /* NULL: no match */
+};
+
+struct regex_case {
+    const char *spec;
+    struct key_case keys[10]; /* up to the first NULL key */
+};
+
+static const struct regex_case regex_cases[] = {
+    /* the default smtpd_forbidden_commands table: case-insensitive by default */
+    {"regexp:{{/^[^A-Z]/ Bogus}}",
+     {{"ehlo", NULL},
+      {"EHLO", NULL},
+      {"Connect", NULL},
+      {"1abc", "Bogus"},
+      {"", NULL},
+      {" HELO", "Bogus"},
+      {"-", "Bogus"},
+      {"\xff", "Bogus"}}},
+    {"pcre:{{/^[^A-Z]/ Bogus}}",
+     {{"ehlo", NULL},
+      {"EHLO", NULL},
+      {"Connect", NULL},
+      {"1abc", "Bogus"},
+      {"", NULL},
+      {" HELO", "Bogus"},
+      {"-", "Bogus"},
+      {"\xff", "Bogus"}}},
+    /* "i" makes the pattern case-sensitive: lower case is then not A-Z */
+    {"regexp:{{/^[^A-Z]/i Bogus}}", {{"ehlo", "Bogus"}, {"EHLO", NULL}, {"1", "Bogus"}}},
+    {"pcre:{{/^[^A-Z]/i Bogus}}", {{"ehlo", "Bogus"}, {"EHLO", NULL}}},
+    {"regexp:{{/^mail from:/i lower}, {/^MAIL/ any}}",
+     {{"mail from:<a>", "lower"}, {"MAIL FROM:<a>", "any"}, {"Mail x", "any"}, {"rcpt", NULL}}},
+    {"pcre:{{/^mail from:/i lower}, {/^MAIL/ any}}",
+     {{"mail from:<a>", "lower"}, {"MAIL FROM:<a>", "any"}, {"Mail x", "any"}}},
+    /* "x" turns off REG_EXTENDED: "+" is then an ordinary character */
+    {"regexp:{{/a+/x basic}, {/a+/ extended}}",
+     {{"aa", "extended"}, {"xa+y", "basic"}, {"b", NULL}}},
+    /* "m": REG_NEWLINE / PCRE2_MULTILINE */
+    {"regexp:{{/^b/ plain}, {/^b/m newline}}", {{"b", "plain"}, {"a\nb", "newline"}, {"ab", NULL}}},
+    {"pcre:{{/^b/ plain}, {/^b/m newline}}", {{"b", "plain"}, {"a\nb", "newline"}, {"ab", NULL}}},
+    /* pcre: "." matches a newline unless "s"; "x", "A", "E", "U"; "X" is ignored */
+    {"pcre:{{/a.b/s no-dotall}, {/a.b/ dotall}}", {{"a\nb", "dotall"}, {"axb", "no-dotall"}}},
+    {"pcre:{{/a b c/x extended}, {/a b/ spaced}}", {{"xabcx", "extended"}, {"a b", "spaced"}}},
+    {"pcre:{{/b/A anchored}}", {{"ba", "anchored"}, {"ab", NULL}}},
+    {"pcre:{{/a$/E endonly}, {/a$/ dollar}}", {{"a", "endonly"}, {"a\n", "dollar"}}},
+    {"pcre:{{/(a+)/U [$1]}}", {{"aaa", "[a]"}}},
+    {"pcre:{{/(a+)/ [$1]}}", {{"aaa", "[aaa]"}}},
+    {"pcre:{{/a/X x}}", {{"a", "x"}}},
+    /* negation ("!", "!!", "! "), first match wins */
+    {"regexp:{{!/^[a-z]+$/ not-word}, {/./ word}, {!!/^x/ never}}",
+     {{"abc", "word"}, {"ab1", "not-word"}, {"", "not-word"}, {"ABC", "word"}}},
+    {"pcre:{{! /^[a-z]+$/ not-word}, {/./ word}}",
+     {{"abc", "word"}, {"ab1", "not-word"}, {"", "not-word"}}},
+    {"regexp:{{!!/^x/ x}, {/^/ other}}", {{"xy", "x"}, {"yx", "other"}}},
+    /* IF / IF ! / ENDIF, nested, any case, no space before the pattern */
+    {"regexp:{{if /^mail/}, {IF !/from/}, {/./ mail-not-from}, {endif}, {/from:<>/ null-sender}, "
+     "{/./ mail}, {EndIf}, {if/^rcpt/}, {/./ rcpt}, {endif}, {/^/ other}}",
+     {{"MAIL TO", "mail-not-from"},
+      {"MAIL FROM:<>", "null-sender"},
+      {"MAIL FROM:<a>", "mail"},
+      {"RCPT TO:<a>", "rcpt"},
+      {"DATA", "other"},
+      {"", "other"}}},
+    {"pcre:{{if /^mail/}, {IF !/from/}, {/./ mail-not-from}, {endif}, {/from:<>/ null-sender}, "
+     "{/./ mail}, {EndIf}, {if/^rcpt/}, {/./ rcpt}, {endif}, {/^/ other}}",
+     {{"MAIL TO", "mail-not-from"},
+      {"MAIL FROM:<>", "null-sender"},
+      {"MAIL FROM:<a>", "mail"},
+      {"RCPT TO:<a>", "rcpt"},
+      {"DATA", "other"}}},
+    {"regexp:{{if /^a/}, {endif}}", {{"a", NULL}, {"b", NULL}}},
+    /* substitution: $N, ${N}, $(N), $$, a group that took no part */
+    {"regexp:{{/^(a+)(b+)?(c)/ [$1|${2}|$(3)|$$|$$1|$3$1]}}",
+     {{"aabbc", "[aa|bb|c|$|$1|caa]"}, {"aac", "[aa||c|$|$1|caa]"}, {"x", NULL}}},
+    {"pcre:{{/^(a+)(b+)?(c)/ [$1|${2}|$(3)|$$|$$1|$3$1]}}",
+     {{"aabbc", "[aa|bb|c|$|$1|caa]"}, {"aac", "[aa||c|$|$1|caa]"}, {"x", NULL}}},
+    {"pcre:{{/(x)|(y)/ [$1|$2]}}", {{"y", "[|y]"}, {"x", "[x|]"}}},
+    {"regexp:{{/(x)|(y)/ [$1|$2]}}", {{"y", "[|y]"}, {"x", "[x|]"}}},
+    {"regexp:{{/^(.*)$/ $1}}", {{"", ""}, {"abc", "abc"}}},
+    {"regexp:{{/^$/ $$}}", {{"", "$"}, {"a", NULL}}},
+    {"regexp:{{/(a)(b)(c)(d)(e)(f)(g)(h)(i)(j)/ ${10}$9$1}}", {{"abcdefghij", "jia"}}},
+    /* the postscreen_command_filter example */
+    {"pcre:{{/^(RCPT\\s+TO:<.*>.*)\\s+NOTIFY=\\S+(.*)/ $1$2}}",
+     {{"RCPT TO:<a@example.com> NOTIFY=NEVER ORCPT=rfc822;a",
+       "RCPT TO:<a@example.com> ORCPT=rfc822;a"},
+      {"rcpt to:<a@example.com> notify=never", "rcpt to:<a@example.com>"},
+      {"RCPT TO:<a@example.com>", NULL},
+      {"MAIL FROM:<a@example.com> NOTIFY=NEVER", NULL}}},
+    /* other delimiters, an escaped delimiter, a result with spaces */
+    {"regexp:{{#a/b# slash}, {/c\\/d/ escaped}, {%^x% 550 5.7.1 go away}}",
+     {{"xa/by", "slash"}, {"c/d", "escaped"}, {"xyz", "550 5.7.1 go away"}, {"cd", NULL}}},
+    {"pcre:{{#a/b# slash}, {/c\\/d/ escaped}, {%^x% 550 5.7.1 go away}}",
+     {{"xa/by", "slash"}, {"c/d", "escaped"}, {"xyz", "550 5.7.1 go away"}, {"cd", NULL}}},
+    /* braces balance inside an inline rule */
+    {"pcre:{{/^a{2}$/ two}, {/^(b)/ ${1}}}", {{"aa", "two"}, {"aaa", NULL}, {"bc", "b"}}},
+};
+
+/* Open every spec and look up its keys; count and print the mismatches. */
+static void test_regex_lookups(void **state)
+{
+    int failures = 0;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(regex_cases) / sizeof(regex_cases[0]); i++) {
+        const struct regex_case *c = &regex_cases[i];
+        struct table *t = open_ok(c->spec);
+        for (const struct key_case *k = c->keys; k->key; k++) {
+            const char *got = table_lookup(t, k->key);
+            bool ok =
+                got == NULL ? k->value == NULL : k->value != NULL && strcmp(got, k->value) == 0;
+            if (!ok) {
+                print_error("%s: \"%s\" -> \"%s\", want \"%s\"\n", c->spec, k->key,
+                            got ? got : "(none)", k->value ? k->value : "(none)");
+                failures++;
+            }
+        }
+        table_free(t);
+    }
+    assert_int_equal(failures, 0);
+}
+
+static const char regex_file[] = "# smtpd_command_filter style\n"
+                                 "/^(RCPT TO:<[^>]*>) +NOTIFY=[A-Z]+(.*)$/    $1$2\n"
+                                 "\n"
+                                 "IF /^MAIL FROM:/\n"
+                                 "   # an indented comment\n"
+                                 "!/<[^>]*@[^>]*>/      MAIL FROM:<>\n"
+                                 "/^(MAIL FROM:<[^>]*>) +BODY=[A-Z0-9]+(.*)/  $1$2\n"
+                                 "ENDIF\n"
+                                 "/^XCLIENT/\n"
+                                 "    550 5.7.1\n"
+                                 "    not here\n"
+                                 "/^[^A-Z]/ Bogus\n";
+
+static const struct key_case regex_file_keys[] = {
+    {"RCPT TO:<a@b> NOTIFY=NEVER", "RCPT TO:<a@b>"},
+    {"rcpt to:<a@b> notify=never ORCPT=x", "rcpt to:<a@b> ORCPT=x"},
+    {"MAIL FROM:<nobody>", "MAIL FROM:<>"},
+    {"MAIL FROM:<a@b> BODY=8BITMIME SIZE=1", "MAIL FROM:<a@b> SIZE=1"},
+    {"MAIL FROM:<a@b>", NULL},
+    {"xclient addr=1", "550 5.7.1 not here"},
+    {"1abc", "Bogus"},
+    {"QUIT", NULL},
+};
+
+/* The same rules as a regexp: file and as a pcre: file. */
+static void test_regex_files(void **state)
+{
+    static const char *const types[] = {"regexp", "pcre"};
+    char name[32], spec[300];
+
+    (void)state;
+    for (size_t i = 0; i < 2; i++) {
+        snprintf(name, sizeof(name), "good.%s", types[i]);
+        snprintf(spec, sizeof(spec), "%s:%s", types[i], write_file(name, regex_file));
+        struct table *t = open_ok(spec);
+        assert_string_equal(table_name(t), spec);
+        for (size_t k = 0; k < sizeof(regex_file_keys) / sizeof(regex_file_keys[0]); k++)
+            assert_value(table_lookup(t, regex_file_keys[k].key), regex_file_keys[k].value);
+        table_free(t);
+    }
+}
+
+/* A $N result lives in the table's buffer until its next lookup; others stay. */
+static void test_regex_result_lifetime(void **state)
+{
+    (void)state;
+    struct table *t = open_ok("regexp:{{/^(a.)/ got $1}, {/^b/ fixed}}");
+    struct table *u = open_ok("pcre:{{/^(a.)/ other $1}}");
+    const char *fixed = table_lookup(t, "b");
+    const char *first = table_lookup(t, "ax");
+    assert_value(first, "got ax");
+    /* a lookup in another table leaves this one's result alone */
+    assert_value(table_lookup(u, "ay"), "other ay");
+    assert_value(first, "got ax");
+    assert_value(table_lookup(t, "az"), "got az");
+    assert_value(fixed, "fixed");
+    table_free(u);
+    table_free(t);
+}
+
+/* An address lookup matches the printable address; keys keep their case. */
+static void test_regex_addr(void **state)
+{
+    (void)state;
+    struct table *t = open_ok("regexp:{{/^192\\.0\\.2\\./ local}, {/^2001:DB8:/i v6}, "
+                              "{/^2001:db8:/i v6-lower}}");
+    struct endpoint ep = ep_of("192.0.2.9");
+    assert_value(table_lookup_addr(t, &ep), "local");
+    ep = ep_of("2001:db8::1");
+    assert_value(table_lookup_addr(t, &ep), "v6-lower");
+    ep = ep_of("198.51.100.1");
+    assert_value(table_lookup_addr(t, &ep), NULL);
+    table_free(t);
+}
+
+/* A matching error (here a PCRE2 match limit) makes the rule not apply. */
+static void test_pcre_match_error(void **state)
+{
+    (void)state;
+    struct table *t = open_ok("pcre:{{/(*LIMIT_MATCH=1)a+b/ limited}, "
+                              "{!/(*LIMIT_MATCH=1)a+b/ negated}, "
+                              "{if /(*LIMIT_MATCH=1)a+b/}, {/./ inside}, {endif}, {/./ fallback}}");
+    assert_value(table_lookup(t, "aaab"), "fallback");
+    table_free(t);
+}
+
+enum { RE = 1, PC = 2 };
+
+struct bad_regex {
+    int types;         /* RE, PC or both */
+    const char *text;  /* file contents */
+    const char *where; /* ", line N: " */
+    const char *err;
+};
+
+static const struct bad_regex bad_regex_files[] = {
+    {RE, "# ok\n/a/ ok\n/a(/ x\n", ", line 3: ", "bad regular expression /a(/: "},
+    {PC, "# ok\n/a/ ok\n/a(/ x\n", ", line 3: ", "bad regular expression /a(/ at offset 2: "},
+    {RE | PC, "/[a/ x\n", ", line 1: ", "bad regular expression"},
+    {RE | PC, "/abc x\n", ", line 1: ", "no closing delimiter \"/\" in \"/abc x\""},
+    {RE | PC, "/ab\\/ x\n", ", line 1: ", "no closing delimiter \"/\""},
+    {RE | PC, "/abc/\n", ", line 1: ", "no lookup result for /abc/"},
+    {RE | PC, "/abc/i   \n", ", line 1: ", "no lookup result for /abc/"},
+    {RE | PC, "!\n", ", line 1: ", "no regular expression"},
+    {RE | PC, "/a/ ok\nIF /b/\n/c/ x\n", ", line 2: ", "IF has no matching ENDIF"},
+    {RE | PC, "IF /b/\nIF /c/\n/c/ x\nENDIF\n", ", line 1: ", "IF has no matching ENDIF"},
+    {RE | PC, "/a/ ok\nENDIF\n", ", line 2: ", "ENDIF without IF"},
+    {RE | PC, "IF /a/\nENDIF\nendif\n", ", line 3: ", "ENDIF without IF"},
+    {RE | PC, "IF /a/\nENDIF now\n", ", line 2: ", "garbage after ENDIF"},
+    {RE | PC, "IF /a/ result\nENDIF\n", ", line 1: ", "text after IF pattern: \"result\""},
+    {RE | PC, "IF\n", ", line 1: ", "no regular expression"},
+    {RE | PC, "IF /a(/\nENDIF\n", ", line 1: ", "bad regular expression"},
+    {RE | PC, "/a/q x\n", ", line 1: ", "unknown regexp option \"q\""},
+    {RE, "/a/s x\n", ", line 1: ", "unknown regexp option \"s\""},
+    {RE, "/a/!/b/ x\n", ", line 1: ", "\"/pattern1/!/pattern2/\" is not supported"},
+    {PC, "/a/!/b/ x\n", ", line 1: ", "unknown regexp option \"!\""},
+    {RE | PC, "/(a)/ $2\n",
+     ", line 1: ", "out of range replacement index \"2\" (the pattern has 1 group)"},
+    {RE | PC, "/a/ x$1\n", ", line 1: ", "out of range replacement index \"1\" (the pattern has 0"},
+    {RE | PC, "/(a)/ $0\n", ", line 1: ", "out of range replacement index \"0\""},
+    {RE | PC, "/(a)/ ${99999999999999999999}\n", ", line 1: ", "out of range replacement index"},
+    {RE | PC, "/(a)/ ${x}\n", ", line 1: ", "non-numeric replacement index \"x\""},
+    {RE | PC, "/(a)/ $1a\n", ", line 1: ", "non-numeric replacement index \"1a\""},
+    {RE | PC, "/(a)/ cost $ 5\n", ", line 1: ", "lone '$' in result"},
+    {RE | PC, "/(a)/ x$\n", ", line 1: ", "lone '$' in result"},
+    {RE | PC, "/(a)/ ${1\n", ", line 1: ", "missing '}' in result \"${1\""},
+    {RE | PC, "/(a)/ $(1\n", ", line 1: ", "missing ')' in result"},
+    {RE | PC, "!/(a)/ $1\n", ", line 1: ", "$number in the result of a negated pattern"},
+    {RE | PC, "/a/ ok\nabc def\n", ", line 2: ", "expected \"/pattern/ result\", IF or ENDIF"},
+    {RE | PC, "/a/ ok\nifx /a/\n", ", line 2: ", "expected \"/pattern/ result\", IF or ENDIF"},
+    {RE | PC, "/a/ ok\n/b(/\n  x\n/c/ ok\n", ", line 2: ", "bad regular expression"},
+};
+
+static void test_regex_file_errors(void **state)
+{
+    static const char *const types[] = {"regexp", "pcre"};
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(bad_regex_files) / sizeof(bad_regex_files[0]); i++) {
+        const struct bad_regex *c = &bad_regex_files[i];
+        for (int ti = 0; ti < 2; ti++) {
+            if (!(c->types & (ti == 0 ? RE : PC)))
+                continue;
+            char name[32], spec[300], err[512] = "", where[300];
+            snprintf(name, sizeof(name), "bad%zu.%s", i, types[ti]);
+            const char *path = write_file(name, c->text);
+            snprintf(spec, sizeof(spec), "%s:%s", types[ti], path);
+            struct table *t = table_open(spec, err, sizeof(err));
+            if (t != NULL)
+                fail_msg("case %zu (%s): opened", i, types[ti]);
+            snprintf(where, sizeof(where), "%s%s", path, c->where);
+            assert_contains(err, where);
+            assert_contains(err, c->err);
+        }
+    }
+}
+
+static void test_regex_if_nesting_limit(void **state)
+{
+    char text[2048] = "", spec[300], err[512] = "";
+
+    (void)state;
+    for (int i = 0; i < 33; i++)
+        strcat(text, "IF /a/\n");
+    snprintf(spec, sizeof(spec), "pcre:%s", write_file("deep.pcre", text));
+    assert_null(table_open(spec, err, sizeof(err)));
+    assert_contains(err, ", line 33: IF nesting too deep");
+}
+
+static void test_regex_missing_file(void **state)
+{
+    char err[512] = "";
+
+    (void)state;
+    assert_null(table_open("regexp:/nonexistent/mxscreen/x.re", err, sizeof(err)));
+    assert_contains(err, "open /nonexistent/mxscreen/x.re: No such file or directory");
+    assert_null(table_open("pcre:/nonexistent/mxscreen/x.pcre", err, sizeof(err)));
+    assert_contains(err, "open /nonexistent/mxscreen/x.pcre: No such file or directory");
 }
 
 /* ---- address lists ------------------------------------------------------- */
@@ -606,6 +926,10 @@ static const struct acl_case acl_cases[] = {
     {"inline:{192.0.2.5=reject}, permit", "192.0.2.5", ACL_REJECT},
     {"inline:{192.0.2.5=reject}, permit", "192.0.2.6", ACL_PERMIT},
     {"static:reject", "2001:db8::1", ACL_REJECT},
+    {"regexp:{{/^192\\.0\\.2\\./ reject}}, permit", "192.0.2.5", ACL_REJECT},
+    {"regexp:{{/^192\\.0\\.2\\./ reject}}, permit", "192.0.3.5", ACL_PERMIT},
+    {"pcre:{{/^(2001:db8):/ dunno}, {/:/ reject}}, permit", "2001:db8::1", ACL_PERMIT},
+    {"pcre:{{/^(2001:db8):/ dunno}, {/:/ reject}}, permit", "2001:db9::1", ACL_REJECT},
 };
 
 static void test_acl_eval_table(void **state)
@@ -710,6 +1034,14 @@ int main(void)
         cmocka_unit_test(test_static),
         cmocka_unit_test(test_texthash),
         cmocka_unit_test(test_texthash_errors),
+        cmocka_unit_test(test_regex_lookups),
+        cmocka_unit_test(test_regex_files),
+        cmocka_unit_test(test_regex_result_lifetime),
+        cmocka_unit_test(test_regex_addr),
+        cmocka_unit_test(test_pcre_match_error),
+        cmocka_unit_test(test_regex_file_errors),
+        cmocka_unit_test(test_regex_if_nesting_limit),
+        cmocka_unit_test(test_regex_missing_file),
         cmocka_unit_test(test_addrlist_mynetworks_style),
         cmocka_unit_test(test_addrlist_file_and_tables),
         cmocka_unit_test(test_addrlist_static_all_and_empty),

@@ -1,0 +1,1024 @@
+/*
+ * engine - the built-in SMTP engine; see engine.h.
+ *
+ * One event per session watches the socket (read, write or both, as the
+ * plaintext or TLS state needs) and one timer holds the command time
+ * limit, which runs from the end of one command to the end of the next
+ * command line, however slowly its bytes arrive.  Input is read into a
+ * 4 KiB buffer only when the previous read has been consumed; each
+ * complete line is executed before the next is looked at, so "more bytes
+ * already in the buffer after a command" is exactly postscreen's
+ * pipelining evidence.  Replies are queued and written when the socket
+ * is ready; while more than ENGINE_OUT_PAUSE bytes wait, commands are not
+ * executed, so a client that never reads cannot grow the queue.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#include "log/log.h"
+#include "smtp/engine_int.h"
+#include "smtp/reader.h"
+#include "util/mem.h"
+
+#define ENGINE_READ_SIZE 4096
+#define ENGINE_OUT_PAUSE 4096
+#define ENGINE_LINGER    10 /* seconds to flush the last reply */
+
+enum io_state {
+    IO_PLAIN,         /* plaintext */
+    IO_TLS_PENDING,   /* "220 Ready to start TLS" queued: flush it, then handshake */
+    IO_TLS_HANDSHAKE, /* SSL_do_handshake() in progress */
+    IO_TLS,           /* TLS established */
+};
+
+/* Which socket readiness an SSL call is waiting for. */
+enum want {
+    WANT_NONE,
+    WANT_READ,
+    WANT_WRITE,
+};
+
+struct engine {
+    struct event_base *base;      /* the event loop */
+    const struct engine_conf *cf; /* prepared configuration (the session holds it) */
+    int fd;                       /* client socket */
+    struct endpoint client;       /* client endpoint (copy) */
+    struct verdict *v;            /* the session's verdict */
+    time_t *stamps;               /* the client's expiry stamps */
+    const bool *stress;           /* the server's stress state */
+    engine_fn fn;                 /* progress report */
+    void *ctx;                    /* FN's context */
+    struct event *ev;             /* socket readiness */
+    struct event *timer;          /* command time limit, or the linger limit */
+    struct timeval start;         /* start of the phase, for HANGUP times */
+    enum io_state io;             /* plaintext or TLS */
+    SSL *ssl;                     /* TLS session, or NULL */
+    enum want read_want;          /* what the last SSL_read() waits for */
+    enum want write_want;         /* what the last SSL_write() waits for */
+    char in[ENGINE_READ_SIZE];    /* bytes read and not yet consumed */
+    size_t in_off;                /* first unconsumed byte */
+    size_t in_len;                /* bytes in the buffer */
+    struct reader rd;             /* the command line being read */
+    struct sbuf out;              /* queued reply bytes */
+    size_t out_off;               /* first unsent byte of out */
+    char *helo;                   /* HELO/EHLO argument, or NULL */
+    char *sender;                 /* MAIL FROM address, or NULL */
+    const char *proto;            /* SMTP or ESMTP */
+    const char *where;            /* last command name, for log lines */
+    long long command_count;      /* commands seen */
+    unsigned ehlo_discard_mask;   /* EHLO keywords hidden from this client */
+    bool x21;                     /* answer the first command with the final reply */
+    bool ended;                   /* ENGINE_END reported: flush and close */
+    bool busy;                    /* inside process(): don't free yet */
+    bool closed;                  /* freed at the end of process() */
+};
+
+static void update_events(struct engine *e);
+static void process(struct engine *e);
+
+/* Append a reply (soft_bounce and footer applied) to the output queue. */
+static void send_reply(struct engine *e, const char *text)
+{
+    struct reply_peer peer = {e->client.addr, e->client.port};
+
+    reply_format(&e->out, &e->cf->rc, text, &peer);
+}
+
+/* Close the socket and free the engine; reports ENGINE_CLOSED. */
+static void engine_close(struct engine *e)
+{
+    if (e->busy) {
+        e->closed = true;
+        return;
+    }
+    event_free(e->ev);
+    event_free(e->timer);
+    if (e->ssl) {
+        SSL_set_quiet_shutdown(e->ssl, 1);
+        SSL_free(e->ssl);
+    }
+    shutdown(e->fd, SHUT_WR);
+    close(e->fd);
+    reader_free(&e->rd);
+    sbuf_free(&e->out);
+    free(e->helo);
+    free(e->sender);
+    engine_fn fn = e->fn;
+    void *ctx = e->ctx;
+    free(e);
+    fn(ctx, ENGINE_CLOSED);
+}
+
+/*
+ * The session is over: REPLY (if not NULL) is the last thing the client
+ * hears.  The caller concludes the verdict; the engine then flushes and
+ * closes, within ENGINE_LINGER seconds.
+ */
+static void end_session(struct engine *e, const char *reply)
+{
+    e->v->noforward = true;
+    if (reply) {
+        e->v->final_reply = reply;
+        send_reply(e, reply);
+    }
+    e->ended = true;
+    e->in_off = e->in_len = 0;
+    /* Close from the loop, never from under a caller. */
+    struct timeval tv = {e->out_off < e->out.len ? ENGINE_LINGER : 0, 0};
+    evtimer_add(e->timer, &tv);
+    e->fn(e->ctx, ENGINE_END);
+    update_events(e);
+}
+
+/* Seconds since the phase started, formatted as postscreen does. */
+static void elapsed(struct engine *e, char *buf, size_t len)
+{
+    struct timeval now, d;
+
+    gettimeofday(&now, NULL);
+    timersub(&now, &e->start, &d);
+    if (d.tv_sec < 0)
+        d.tv_sec = d.tv_usec = 0;
+    log_format_delay(buf, len, d.tv_sec, d.tv_usec);
+}
+
+/* The client went away (or the connection broke): HANGUP, no reply. */
+static void hangup(struct engine *e)
+{
+    char t[32];
+
+    elapsed(e, t, sizeof(t));
+    msg_info("HANGUP after %s from [%s]:%s in tests after SMTP handshake", t, e->client.addr,
+             e->client.port);
+    e->v->hangup = true;
+    e->out.len = e->out_off = 0;
+    end_session(e, NULL);
+}
+
+/* Write queued output; false when the connection is broken. */
+static bool flush(struct engine *e)
+{
+    while (e->out_off < e->out.len) {
+        size_t n = e->out.len - e->out_off;
+        ssize_t w;
+        if (e->ssl && e->io == IO_TLS) {
+            ERR_clear_error();
+            int r = SSL_write(e->ssl, e->out.s + e->out_off, (int)(n > 65536 ? 65536 : n));
+            if (r <= 0) {
+                switch (SSL_get_error(e->ssl, r)) {
+                case SSL_ERROR_WANT_READ:
+                    e->write_want = WANT_READ;
+                    return true;
+                case SSL_ERROR_WANT_WRITE:
+                    e->write_want = WANT_WRITE;
+                    return true;
+                default:
+                    ERR_clear_error();
+                    return false;
+                }
+            }
+            w = r;
+        } else {
+            w = send(e->fd, e->out.s + e->out_off, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+            if (w < 0) {
+                if (errno == EAGAIN || errno == EINTR) {
+                    e->write_want = WANT_WRITE;
+                    return true;
+                }
+                if (errno != EPIPE && errno != ECONNRESET)
+                    msg_warn("write [%s]:%s: %m", e->client.addr, e->client.port);
+                return false;
+            }
+        }
+        e->out_off += (size_t)w;
+    }
+    e->write_want = WANT_NONE;
+    e->out.len = e->out_off = 0;
+    if (e->out.s)
+        e->out.s[0] = '\0';
+    return true;
+}
+
+/* Ask the loop for the readiness the engine now needs. */
+static void update_events(struct engine *e)
+{
+    short what = 0;
+
+    if (e->closed)
+        return;
+    if (e->out_off < e->out.len)
+        what |= e->write_want == WANT_READ ? EV_READ : EV_WRITE;
+    if (e->io == IO_TLS_HANDSHAKE)
+        what |= e->read_want == WANT_WRITE ? EV_WRITE : EV_READ;
+    else if (!e->ended && e->io != IO_TLS_PENDING && e->in_off == e->in_len &&
+             e->out.len - e->out_off <= ENGINE_OUT_PAUSE)
+        what |= e->read_want == WANT_WRITE ? EV_WRITE : EV_READ;
+    event_del(e->ev);
+    if (what) {
+        event_assign(e->ev, e->base, e->fd, what, event_get_callback(e->ev), e);
+        event_add(e->ev, NULL);
+    }
+}
+
+/* (Re)start the command time limit. */
+static void arm_command_timer(struct engine *e)
+{
+    struct timeval tv = {e->cf->command_time[*e->stress ? 1 : 0], 0};
+
+    evtimer_add(e->timer, &tv);
+}
+
+/* Copy S with non-printable bytes replaced by '?', as Postfix's printable(). */
+static void printable(char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || (unsigned char)*s >= 0x7f)
+            *s = '?';
+}
+
+/* Postfix's valid_utf8_string(): well-formed UTF-8, no overlongs or surrogates. */
+static bool valid_utf8(const char *s, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)s, *end = p + len;
+
+    while (p < end) {
+        unsigned c = *p++;
+        if (c < 0x80)
+            continue;
+        int n;
+        unsigned min;
+        if (c >= 0xc2 && c <= 0xdf)
+            n = 1, min = 0x80, c &= 0x1f;
+        else if (c >= 0xe0 && c <= 0xef)
+            n = 2, min = 0x800, c &= 0x0f;
+        else if (c >= 0xf0 && c <= 0xf4)
+            n = 3, min = 0x10000, c &= 0x07;
+        else
+            return false;
+        if (end - p < n)
+            return false;
+        for (int i = 0; i < n; i++) {
+            if ((p[i] & 0xc0) != 0x80)
+                return false;
+            c = (c << 6) | (p[i] & 0x3f);
+        }
+        p += n;
+        if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
+            return false;
+    }
+    return true;
+}
+
+/* Postfix's is_header(): "name[ \t]*:" with printable ASCII name. */
+static bool is_header(const char *s)
+{
+    size_t len = 0;
+    bool space = false;
+
+    for (;; s++) {
+        unsigned char c = (unsigned char)*s;
+        switch (c) {
+        case ' ':
+        case '\t':
+            if (len == 0)
+                return false;
+            space = true;
+            continue;
+        case ':':
+            return len > 0;
+        default:
+            if (c == 0 || c >= 0x80 || c < 0x20 || c == 0x7f || space)
+                return false;
+            len++;
+        }
+    }
+}
+
+/* Does the (lower-cased) COMMAND match postscreen_forbidden_commands? */
+static bool forbidden(const struct engine_conf *cf, const char *command)
+{
+    char lc[512];
+
+    snprintf(lc, sizeof(lc), "%s", command);
+    for (char *p = lc; *p; p++)
+        *p = (char)((*p >= 'A' && *p <= 'Z') ? *p + 32 : *p);
+    for (size_t i = 0; i < cf->nforbid; i++) {
+        const struct forbid *f = &cf->forbid[i];
+        bool match = f->table ? table_lookup(f->table, lc) != NULL : strcmp(f->word, lc) == 0;
+        if (match)
+            return !f->negate;
+    }
+    return false;
+}
+
+/* The next space-separated token of *P (Postfix's mystrtok(&p, " ")). */
+static char *next_token(char **p)
+{
+    char *s = *p;
+
+    while (*s == ' ')
+        s++;
+    if (*s == '\0') {
+        *p = s;
+        return NULL;
+    }
+    char *t = s;
+    while (*s && *s != ' ')
+        s++;
+    if (*s)
+        *s++ = '\0';
+    *p = s;
+    return t;
+}
+
+/*
+ * A failed test: log line already written.  Applies the action; returns
+ * false when the session was ended (drop).
+ */
+static bool fail_test(struct engine *e, enum test_id t, const char *drop_reply)
+{
+    struct verdict *v = e->v;
+    unsigned bit = TEST_BIT(t);
+
+    v->fail |= bit;
+    v->pass &= ~bit;
+    e->stamps[t] = STAMP_DISABLED;
+    v->skip |= bit;
+    switch (e->cf->action[t]) {
+    case ACTION_DROP:
+        end_session(e, drop_reply);
+        return false;
+    case ACTION_ENFORCE:
+        v->rcpt_reply = "550 5.5.1 Protocol error\r\n";
+        v->noforward = true;
+        return true;
+    case ACTION_IGNORE:
+        /* Don't repeat the test until some other result expires. */
+        v->fail &= ~bit;
+        v->pass |= bit;
+        e->stamps[t] = time(NULL) + e->cf->min_ttl;
+        return true;
+    }
+    return true;
+}
+
+/* Is test T due and not yet failed in this session? */
+static bool testing(const struct engine *e, enum test_id t)
+{
+    return (e->v->todo & TEST_BIT(t)) && !(e->v->skip & TEST_BIT(t));
+}
+
+/* Replace *FIELD with a copy of S (or NULL). */
+static void set_str(char **field, const char *s)
+{
+    free(*field);
+    *field = s ? xstrdup(s) : NULL;
+}
+
+/* MAIL/RCPT address: skip spaces, unwrap <...>, quotes and \-escapes, drop a source route. */
+static char *extract_addr(const char *s)
+{
+    struct sbuf b = SBUF_INIT;
+    char stop = ' ';
+    bool inquote = false;
+
+    while (*s == ' ')
+        s++;
+    if (*s == '<') {
+        s++;
+        stop = '>';
+    }
+    for (; *s; s++) {
+        if (!inquote && *s == stop)
+            break;
+        if (*s == '"') {
+            inquote = !inquote;
+        } else {
+            if (*s == '\\' && *++s == '\0')
+                break;
+            sbuf_addc(&b, *s);
+        }
+    }
+    char *addr = b.s ? sbuf_take(&b) : xstrdup("");
+    char *colon;
+    if (*addr == '@' && (colon = strchr(addr, ':')) != NULL)
+        memmove(addr, colon + 1, strlen(colon + 1) + 1);
+    return addr;
+}
+
+/*
+ * An address in info_log_address_format "external" form: a local part
+ * that is not a dot-atom is quoted, as Postfix's quote_822_local() does.
+ */
+static void log_address(char *buf, size_t len, const char *addr, bool internal)
+{
+    const char *at = strrchr(addr, '@');
+    size_t ll = at ? (size_t)(at - addr) : strlen(addr);
+    bool quote = false;
+
+    if (!internal && ll > 0) {
+        for (size_t i = 0; i < ll; i++) {
+            unsigned char c = (unsigned char)addr[i];
+            if (c <= ' ' || c >= 0x7f || strchr("()<>@,;:\\\"[]", c) ||
+                (c == '.' && (i == 0 || i + 1 == ll || addr[i + 1] == '.')))
+                quote = true;
+        }
+    }
+    if (quote) {
+        struct sbuf b = SBUF_INIT;
+        sbuf_addc(&b, '"');
+        for (size_t i = 0; i < ll; i++) {
+            if (addr[i] == '"' || addr[i] == '\\')
+                sbuf_addc(&b, '\\');
+            sbuf_addc(&b, addr[i]);
+        }
+        sbuf_addc(&b, '"');
+        sbuf_adds(&b, addr + ll);
+        snprintf(buf, len, "%s", b.s);
+        sbuf_free(&b);
+    } else {
+        snprintf(buf, len, "%s", addr);
+    }
+    printable(buf);
+}
+
+/* Command handlers: return false when the session ended. */
+
+static bool cmd_helo(struct engine *e, char *args)
+{
+    char *name = next_token(&args);
+
+    if (name == NULL) {
+        send_reply(e, "501 Syntax: HELO hostname\r\n");
+        return true;
+    }
+    set_str(&e->helo, name);
+    set_str(&e->sender, NULL);
+    send_reply(e, e->cf->helo_reply);
+    return true;
+}
+
+static bool cmd_ehlo(struct engine *e, char *args)
+{
+    const struct engine_conf *cf = e->cf;
+    char *name = next_token(&args);
+    const char *words = NULL;
+    unsigned mask;
+
+    if (name == NULL) {
+        send_reply(e, "501 Syntax: EHLO hostname\r\n");
+        return true;
+    }
+    set_str(&e->helo, name);
+    set_str(&e->sender, NULL);
+    e->proto = "ESMTP";
+    for (size_t i = 0; i < cf->ndiscard_maps && words == NULL; i++)
+        words = table_lookup_addr(cf->discard_maps[i], &e->client);
+    if (words && (mask = ehlo_mask_parse(words)) != cf->discard_mask) {
+        if (mask && !(mask & EHLO_SILENT)) {
+            char names[512];
+            ehlo_mask_str(names, sizeof(names), mask);
+            msg_info("[%s]%s: discarding EHLO keywords: %s", e->client.addr, e->client.port, names);
+        }
+        if (e->io == IO_TLS)
+            mask |= EHLO_STARTTLS;
+        struct sbuf b = SBUF_INIT;
+        ehlo_format(&b, cf, mask);
+        send_reply(e, b.s);
+        sbuf_free(&b);
+        e->ehlo_discard_mask = mask;
+    } else if (e->io == IO_TLS) {
+        send_reply(e, cf->ehlo_tls);
+        e->ehlo_discard_mask = cf->discard_mask | EHLO_STARTTLS;
+    } else {
+        send_reply(e, cf->ehlo_plain);
+        e->ehlo_discard_mask = cf->discard_mask;
+    }
+    return true;
+}
+
+static bool cmd_starttls(struct engine *e, char *args)
+{
+    if (next_token(&args) != NULL) {
+        send_reply(e, "501 Syntax: EHLO hostname\r\n"); /* sic, Postfix 3.7 */
+        return true;
+    }
+    if (e->io == IO_TLS) {
+        send_reply(e, "554 5.5.1 Error: TLS already active\r\n");
+        return true;
+    }
+    if (!e->cf->use_tls || (e->ehlo_discard_mask & EHLO_STARTTLS)) {
+        send_reply(e, "502 5.5.1 Error: command not implemented\r\n");
+        return true;
+    }
+    if (e->cf->tls == NULL || (e->ssl = tls_session_new(e->cf->tls, e->fd)) == NULL) {
+        send_reply(e, "454 4.7.0 TLS not available due to local problem\r\n");
+        return true;
+    }
+    send_reply(e, "220 2.0.0 Ready to start TLS\r\n");
+    /* Plaintext sent after STARTTLS must not count as sent under TLS. */
+    e->in_off = e->in_len = 0;
+    e->io = IO_TLS_PENDING;
+    return true;
+}
+
+static bool cmd_mail(struct engine *e, char *args)
+{
+    char *colon;
+
+    if (e->cf->helo_required && e->helo == NULL) {
+        send_reply(e, "503 5.5.1 Error: send HELO/EHLO first\r\n");
+        return true;
+    }
+    if (e->sender != NULL) {
+        send_reply(e, "503 5.5.1 Error: nested MAIL command\r\n");
+        return true;
+    }
+    if ((colon = strchr(args, ':')) == NULL) {
+        send_reply(e, "501 5.5.4 Syntax: MAIL FROM:<address>\r\n");
+        return true;
+    }
+    free(e->sender);
+    e->sender = extract_addr(colon + 1);
+    send_reply(e, "250 2.1.0 Ok\r\n");
+    return true;
+}
+
+static bool cmd_rcpt(struct engine *e, char *args)
+{
+    char *colon;
+
+    if (e->sender == NULL) {
+        send_reply(e, "503 5.5.1 Error: need MAIL command\r\n");
+        return true;
+    }
+    if ((colon = strchr(args, ':')) == NULL) {
+        send_reply(e, "501 5.5.4 Syntax: RCPT TO:<address>\r\n");
+        return true;
+    }
+    char *rcpt = extract_addr(colon + 1);
+    char reply[512], from[512], to[512], helo[512];
+    reply_soften(reply, sizeof(reply), e->v->rcpt_reply, e->cf->rc.soft_bounce);
+    log_address(from, sizeof(from), e->sender, e->cf->info_internal);
+    log_address(to, sizeof(to), rcpt, e->cf->info_internal);
+    snprintf(helo, sizeof(helo), "%s", e->helo ? e->helo : "");
+    printable(helo);
+    msg_info("NOQUEUE: reject: RCPT from [%s]:%s: %s; from=<%s>, to=<%s>, proto=%s, helo=<%s>",
+             e->client.addr, e->client.port, reply, from, to, e->proto, helo);
+    free(rcpt);
+    send_reply(e, e->v->rcpt_reply);
+    return true;
+}
+
+static bool cmd_data(struct engine *e, char *args)
+{
+    msg_info("DATA without valid RCPT from [%s]:%s", e->client.addr, e->client.port);
+    if (next_token(&args) != NULL)
+        end_session(e, "501 5.5.4 Syntax: DATA\r\n");
+    else if (e->sender == NULL)
+        end_session(e, "503 5.5.1 Error: need RCPT command\r\n");
+    else
+        end_session(e, "554 5.5.1 Error: no valid recipients\r\n");
+    return false;
+}
+
+static bool cmd_bdat(struct engine *e, char *args)
+{
+    msg_info("BDAT without valid RCPT from [%s]:%s", e->client.addr, e->client.port);
+    if (e->ehlo_discard_mask & EHLO_CHUNKING)
+        end_session(e, "502 5.5.1 Error: command not implemented\r\n");
+    else if (next_token(&args) == NULL)
+        end_session(e, "501 5.5.4 Syntax: BDAT count [LAST]\r\n");
+    else if (e->sender == NULL)
+        end_session(e, "554 5.5.1 Error: need MAIL command\r\n");
+    else
+        end_session(e, "554 5.5.1 Error: no valid recipients\r\n");
+    return false;
+}
+
+static bool cmd_rset(struct engine *e, char *args)
+{
+    (void)args;
+    set_str(&e->sender, NULL);
+    send_reply(e, "250 2.0.0 Ok\r\n");
+    return true;
+}
+
+static bool cmd_noop(struct engine *e, char *args)
+{
+    (void)args;
+    send_reply(e, "250 2.0.0 Ok\r\n");
+    return true;
+}
+
+static bool cmd_vrfy(struct engine *e, char *args)
+{
+    if (next_token(&args) == NULL)
+        send_reply(e, "501 5.5.4 Syntax: VRFY address\r\n");
+    else if (e->cf->disable_vrfy)
+        send_reply(e, "502 5.5.1 VRFY command is disabled\r\n");
+    else
+        send_reply(e, e->v->rcpt_reply);
+    return true;
+}
+
+static bool cmd_etrn(struct engine *e, char *args)
+{
+    if (e->cf->helo_required && e->helo == NULL)
+        send_reply(e, "503 5.5.1 Error: send HELO/EHLO first\r\n");
+    else if (next_token(&args) == NULL)
+        send_reply(e, "500 Syntax: ETRN domain\r\n");
+    else
+        send_reply(e, "458 Unable to queue messages\r\n");
+    return true;
+}
+
+static bool cmd_quit(struct engine *e, char *args)
+{
+    (void)args;
+    end_session(e, "221 2.0.0 Bye\r\n");
+    return false;
+}
+
+enum {
+    CMD_ENABLE = 1 << 0,  /* implemented (else "not recognized") */
+    CMD_PRE_TLS = 1 << 1, /* allowed before STARTTLS when TLS is required */
+    CMD_PAYLOAD = 1 << 2, /* followed by data: exempt from the pipelining test */
+};
+
+static const struct command {
+    const char *name;
+    bool (*action)(struct engine *e, char *args);
+    unsigned flags;
+} commands[] = {
+    {"HELO", cmd_helo, CMD_ENABLE | CMD_PRE_TLS},
+    {"EHLO", cmd_ehlo, CMD_ENABLE | CMD_PRE_TLS},
+    {"STARTTLS", cmd_starttls, CMD_ENABLE | CMD_PRE_TLS},
+    {"XCLIENT", cmd_noop, 0},
+    {"XFORWARD", cmd_noop, 0},
+    {"AUTH", cmd_noop, 0},
+    {"MAIL", cmd_mail, CMD_ENABLE},
+    {"RCPT", cmd_rcpt, CMD_ENABLE},
+    {"DATA", cmd_data, CMD_ENABLE},
+    {"BDAT", cmd_bdat, CMD_ENABLE | CMD_PAYLOAD},
+    {"RSET", cmd_rset, CMD_ENABLE},
+    {"NOOP", cmd_noop, CMD_ENABLE | CMD_PRE_TLS},
+    {"VRFY", cmd_vrfy, CMD_ENABLE},
+    {"ETRN", cmd_etrn, CMD_ENABLE},
+    {"QUIT", cmd_quit, CMD_ENABLE | CMD_PRE_TLS},
+};
+#define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
+
+/*
+ * Execute one command line (spec §3.3 order: command filter, X21,
+ * non-SMTP test, pipelining test, RCPT pass, count limit, the command).
+ * Returns false when the session ended.
+ */
+static bool execute(struct engine *e, const char *line, size_t len)
+{
+    const struct engine_conf *cf = e->cf;
+    char esc[LOG_ESCAPE_BUFSZ];
+    /* A NUL ends the command text, as it does in Postfix's C strings. */
+    char *buf = xstrndup(line, strnlen(line, len));
+    bool bad_utf8 = cf->smtputf8 && !valid_utf8(buf, strlen(buf));
+
+    if (cf->command_filter && !bad_utf8) {
+        const char *key = buf + strspn(buf, " \t");
+        const char *repl = table_lookup(cf->command_filter, key);
+        if (repl) {
+            char olde[LOG_ESCAPE_BUFSZ], newe[LOG_ESCAPE_BUFSZ];
+            log_escape(olde, sizeof(olde), buf, strlen(buf), LOG_PEER_TEXT_MAX);
+            log_escape(newe, sizeof(newe), repl, strlen(repl), LOG_PEER_TEXT_MAX);
+            msg_info("[%s]:%s: replacing command \"%s\" with \"%s\"", e->client.addr,
+                     e->client.port, olde, newe);
+            free(buf);
+            buf = xstrdup(repl);
+        }
+    }
+
+    char *args = buf;
+    char *command = next_token(&args);
+    if (command == NULL)
+        command = args; /* "" */
+    const struct command *cmd = NULL;
+    for (size_t i = 0; i < NCOMMANDS; i++)
+        if (strcasecmp(command, commands[i].name) == 0)
+            cmd = &commands[i];
+    const char *saved_where = e->where;
+    e->where = cmd ? cmd->name : "UNIMPLEMENTED";
+    bool go_on = false;
+
+    if (e->x21 && !(cmd && cmd->action == cmd_quit)) {
+        end_session(e, e->v->final_reply);
+        goto done;
+    }
+    if (testing(e, TEST_NON_SMTP) && cmd == NULL &&
+        (is_header(command) || (cf->smtputf8 && !valid_utf8(command, strlen(command))) ||
+         forbidden(cf, command))) {
+        printable(command);
+        log_escape(esc, sizeof(esc), args, strlen(args), LOG_PEER_TEXT_MAX);
+        msg_info("NON-SMTP COMMAND from [%s]:%s after %s: %.100s %s", e->client.addr,
+                 e->client.port, saved_where, command, esc);
+        if (!fail_test(e, TEST_NON_SMTP, "521 5.7.0 Error: I can break rules, too. Goodbye.\r\n"))
+            goto done;
+    }
+    if (!(cmd && (cmd->flags & CMD_PAYLOAD)) && testing(e, TEST_PIPELINING) &&
+        e->in_off < e->in_len) {
+        printable(command);
+        log_escape(esc, sizeof(esc), e->in + e->in_off, e->in_len - e->in_off, LOG_PEER_TEXT_MAX);
+        msg_info("COMMAND PIPELINING from [%s]:%s after %.100s: %s", e->client.addr, e->client.port,
+                 command, esc);
+        if (!fail_test(e, TEST_PIPELINING, "521 5.5.1 Protocol error\r\n"))
+            goto done;
+    }
+    if (cmd && cmd->action == cmd_rcpt) {
+        time_t now = time(NULL);
+        for (int t = TEST_PIPELINING; t <= TEST_BARE_NEWLINE; t++) {
+            unsigned bit = TEST_BIT(t);
+            if ((e->v->todo & bit) && !(e->v->pass & bit) && !(e->v->fail & bit)) {
+                e->v->pass |= bit;
+                e->stamps[t] = now + cf->ttl[t];
+            }
+        }
+    }
+    if (++e->command_count > cf->command_count_limit && !(cmd && cmd->action == cmd_quit)) {
+        msg_info("COMMAND COUNT LIMIT from [%s]:%s after %s", e->client.addr, e->client.port,
+                 saved_where);
+        end_session(e, cf->reply_421);
+        goto done;
+    }
+    if (cmd == NULL || !(cmd->flags & CMD_ENABLE)) {
+        send_reply(e, "502 5.5.2 Error: command not recognized\r\n");
+    } else if (cf->enforce_tls && e->io != IO_TLS && !(cmd->flags & CMD_PRE_TLS)) {
+        send_reply(e, "530 5.7.0 Must issue a STARTTLS command first\r\n");
+    } else if (!cmd->action(e, args)) {
+        goto done;
+    }
+    arm_command_timer(e);
+    go_on = true;
+done:
+    free(buf);
+    return go_on;
+}
+
+/* A line ended in a bare LF: the bare newline test. */
+static bool bare_newline(struct engine *e, const char *line, size_t len)
+{
+    char esc[LOG_ESCAPE_BUFSZ];
+
+    if (!testing(e, TEST_BARE_NEWLINE))
+        return true;
+    log_escape(esc, sizeof(esc), line, len, LOG_PEER_TEXT_MAX);
+    msg_info("BARE NEWLINE from [%s]:%s after %s", e->client.addr, e->client.port, esc);
+    return fail_test(e, TEST_BARE_NEWLINE, "521 5.5.1 Protocol error\r\n");
+}
+
+/* Execute the complete lines in the read buffer, as far as output allows. */
+static void process(struct engine *e)
+{
+    e->busy = true;
+    while (!e->ended && e->io != IO_TLS_PENDING && e->in_off < e->in_len &&
+           e->out.len - e->out_off <= ENGINE_OUT_PAUSE) {
+        size_t used;
+        enum reader_status st =
+            reader_feed(&e->rd, e->in + e->in_off, e->in_len - e->in_off, &used);
+        e->in_off += used;
+        if (st == READER_MORE)
+            break;
+        if (st == READER_TOOLONG) {
+            msg_info("COMMAND LENGTH LIMIT from [%s]:%s after %s", e->client.addr, e->client.port,
+                     e->where);
+            end_session(e, e->cf->reply_421);
+            break;
+        }
+        size_t len;
+        const char *line = reader_line(&e->rd, &len);
+        if (e->rd.bare_lf && !bare_newline(e, line, len))
+            break;
+        bool go_on = execute(e, line, len);
+        reader_next(&e->rd);
+        if (!go_on)
+            break;
+    }
+    if (e->in_off == e->in_len)
+        e->in_off = e->in_len = 0;
+    e->busy = false;
+}
+
+/* Read more client bytes into the (empty) input buffer; false on EOF or error. */
+static bool fill(struct engine *e)
+{
+    if (e->ssl && e->io == IO_TLS) {
+        ERR_clear_error();
+        int r = SSL_read(e->ssl, e->in, sizeof(e->in));
+        if (r > 0) {
+            e->in_off = 0;
+            e->in_len = (size_t)r;
+            e->read_want = WANT_NONE;
+            return true;
+        }
+        switch (SSL_get_error(e->ssl, r)) {
+        case SSL_ERROR_WANT_READ:
+            e->read_want = WANT_READ;
+            return true;
+        case SSL_ERROR_WANT_WRITE:
+            e->read_want = WANT_WRITE;
+            return true;
+        default:
+            ERR_clear_error();
+            return false;
+        }
+    }
+    ssize_t n = recv(e->fd, e->in, sizeof(e->in), 0);
+    if (n > 0) {
+        e->in_off = 0;
+        e->in_len = (size_t)n;
+        return true;
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return true;
+    return false;
+}
+
+/* Drive the TLS handshake; false when it failed (logged). */
+static bool handshake(struct engine *e)
+{
+    ERR_clear_error();
+    int r = SSL_do_handshake(e->ssl);
+    if (r == 1) {
+        e->io = IO_TLS;
+        e->read_want = WANT_NONE;
+        /* A new session in TLS: forget HELO and MAIL, as postscreen does. */
+        set_str(&e->helo, NULL);
+        set_str(&e->sender, NULL);
+        if (tls_log_level(e->cf->tls) >= 1) {
+            int bits = SSL_get_cipher_bits(e->ssl, NULL);
+            msg_info("Anonymous TLS connection established from [%s]:%s: %s with cipher %s "
+                     "(%d/%d bits)",
+                     e->client.addr, e->client.port, SSL_get_version(e->ssl),
+                     SSL_get_cipher_name(e->ssl), bits, bits);
+        }
+        arm_command_timer(e);
+        return true;
+    }
+    switch (SSL_get_error(e->ssl, r)) {
+    case SSL_ERROR_WANT_READ:
+        e->read_want = WANT_READ;
+        return true;
+    case SSL_ERROR_WANT_WRITE:
+        e->read_want = WANT_WRITE;
+        return true;
+    default: {
+        char ebuf[256];
+        msg_warn("TLS handshake failed for [%s]:%s: %s", e->client.addr, e->client.port,
+                 tls_error_text(ebuf, sizeof(ebuf)));
+        return false;
+    }
+    }
+}
+
+/* The socket is ready. */
+static void on_io(evutil_socket_t fd, short what, void *arg)
+{
+    struct engine *e = arg;
+
+    (void)fd;
+    (void)what;
+    if (e->out_off < e->out.len && !flush(e)) {
+        if (e->ended) {
+            engine_close(e);
+            return;
+        }
+        hangup(e);
+        return;
+    }
+    if (e->ended) {
+        if (e->out_off >= e->out.len)
+            engine_close(e);
+        else
+            update_events(e);
+        return;
+    }
+    if (e->io == IO_TLS_PENDING && e->out_off >= e->out.len) {
+        e->io = IO_TLS_HANDSHAKE;
+        arm_command_timer(e);
+    }
+    if (e->io == IO_TLS_HANDSHAKE) {
+        if (!handshake(e)) {
+            SSL_free(e->ssl);
+            e->ssl = NULL;
+            hangup(e);
+            return;
+        }
+        if (e->io != IO_TLS) {
+            update_events(e);
+            return;
+        }
+    }
+    if (e->io != IO_TLS_PENDING && e->in_off == e->in_len &&
+        e->out.len - e->out_off <= ENGINE_OUT_PAUSE) {
+        if (!fill(e)) {
+            hangup(e);
+            return;
+        }
+    }
+    process(e);
+    if (e->closed) {
+        e->closed = false;
+        engine_close(e);
+        return;
+    }
+    if (e->out_off < e->out.len && !flush(e)) {
+        if (e->ended) {
+            engine_close(e);
+            return;
+        }
+        hangup(e);
+        return;
+    }
+    if (e->ended && e->out_off >= e->out.len) {
+        engine_close(e);
+        return;
+    }
+    update_events(e);
+}
+
+/* The command time limit (or, once ended, the linger limit) expired. */
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct engine *e = arg;
+
+    (void)fd;
+    (void)what;
+    if (e->ended) {
+        engine_close(e);
+        return;
+    }
+    if (e->io == IO_TLS_HANDSHAKE || e->io == IO_TLS_PENDING) {
+        msg_warn("TLS handshake failed for [%s]:%s: timed out", e->client.addr, e->client.port);
+        hangup(e);
+        return;
+    }
+    msg_info("COMMAND TIME LIMIT from [%s]:%s after %s", e->client.addr, e->client.port, e->where);
+    end_session(e, e->cf->timeout_reply);
+    if (e->out_off < e->out.len && !flush(e)) {
+        engine_close(e);
+        return;
+    }
+    if (e->out_off >= e->out.len) {
+        engine_close(e);
+        return;
+    }
+    update_events(e);
+}
+
+/* Take over the client; see engine.h. */
+struct engine *engine_start(const struct engine_args *a)
+{
+    struct engine *e = xcalloc(1, sizeof(*e));
+    struct verdict *v = a->v;
+
+    e->base = a->base;
+    e->cf = a->cf;
+    e->fd = a->fd;
+    e->client = *a->client;
+    e->v = v;
+    e->stamps = a->stamps;
+    e->stress = a->stress;
+    e->fn = a->fn;
+    e->ctx = a->ctx;
+    e->x21 = a->x21;
+    e->proto = "SMTP";
+    e->where = "CONNECT";
+    e->io = IO_PLAIN;
+    gettimeofday(&e->start, NULL);
+    reader_init(&e->rd, e->cf->line_limit);
+    e->ev = event_new(e->base, e->fd, EV_READ, on_io, e);
+    e->timer = evtimer_new(e->base, on_timer, e);
+
+    /* X21: no tests, just the 421 at the first command.  After any failure,
+     * all deep tests run, to make the logging more informative. */
+    if (e->x21)
+        v->todo &= ~TEST_MASK_DEEP;
+    else if (verdict_any_fail(v))
+        v->todo |= TEST_MASK_DEEP;
+    /* No greeting to a client that talked first: its bytes are commands. */
+    if (!(v->fail & TEST_BIT(TEST_PREGREET)))
+        send_reply(e, e->cf->greeting);
+    arm_command_timer(e);
+    if (!flush(e)) {
+        hangup(e);
+        return NULL;
+    }
+    update_events(e);
+    return e;
+}
