@@ -26,6 +26,7 @@
 
 #include "log/log.h"
 #include "smtp/engine_int.h"
+#include "smtp/parse.h"
 #include "smtp/reader.h"
 #include "util/mem.h"
 
@@ -237,72 +238,6 @@ static void arm_command_timer(struct engine *e)
     evtimer_add(e->timer, &tv);
 }
 
-/* Copy S with non-printable bytes replaced by '?', as Postfix's printable(). */
-static void printable(char *s)
-{
-    for (; *s; s++)
-        if ((unsigned char)*s < 0x20 || (unsigned char)*s >= 0x7f)
-            *s = '?';
-}
-
-/* Postfix's valid_utf8_string(): well-formed UTF-8, no overlongs or surrogates. */
-static bool valid_utf8(const char *s, size_t len)
-{
-    const unsigned char *p = (const unsigned char *)s, *end = p + len;
-
-    while (p < end) {
-        unsigned c = *p++;
-        if (c < 0x80)
-            continue;
-        int n;
-        unsigned min;
-        if (c >= 0xc2 && c <= 0xdf)
-            n = 1, min = 0x80, c &= 0x1f;
-        else if (c >= 0xe0 && c <= 0xef)
-            n = 2, min = 0x800, c &= 0x0f;
-        else if (c >= 0xf0 && c <= 0xf4)
-            n = 3, min = 0x10000, c &= 0x07;
-        else
-            return false;
-        if (end - p < n)
-            return false;
-        for (int i = 0; i < n; i++) {
-            if ((p[i] & 0xc0) != 0x80)
-                return false;
-            c = (c << 6) | (p[i] & 0x3f);
-        }
-        p += n;
-        if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
-            return false;
-    }
-    return true;
-}
-
-/* Postfix's is_header(): "name[ \t]*:" with printable ASCII name. */
-static bool is_header(const char *s)
-{
-    size_t len = 0;
-    bool space = false;
-
-    for (;; s++) {
-        unsigned char c = (unsigned char)*s;
-        switch (c) {
-        case ' ':
-        case '\t':
-            if (len == 0)
-                return false;
-            space = true;
-            continue;
-        case ':':
-            return len > 0;
-        default:
-            if (c == 0 || c >= 0x80 || c < 0x20 || c == 0x7f || space)
-                return false;
-            len++;
-        }
-    }
-}
-
 /* Does the (lower-cased) COMMAND match postscreen_forbidden_commands? */
 static bool forbidden(const struct engine_conf *cf, const char *command)
 {
@@ -318,26 +253,6 @@ static bool forbidden(const struct engine_conf *cf, const char *command)
             return !f->negate;
     }
     return false;
-}
-
-/* The next space-separated token of *P (Postfix's mystrtok(&p, " ")). */
-static char *next_token(char **p)
-{
-    char *s = *p;
-
-    while (*s == ' ')
-        s++;
-    if (*s == '\0') {
-        *p = s;
-        return NULL;
-    }
-    char *t = s;
-    while (*s && *s != ' ')
-        s++;
-    if (*s)
-        *s++ = '\0';
-    *p = s;
-    return t;
 }
 
 /*
@@ -384,78 +299,11 @@ static void set_str(char **field, const char *s)
     *field = s ? xstrdup(s) : NULL;
 }
 
-/* MAIL/RCPT address: skip spaces, unwrap <...>, quotes and \-escapes, drop a source route. */
-static char *extract_addr(const char *s)
-{
-    struct sbuf b = SBUF_INIT;
-    char stop = ' ';
-    bool inquote = false;
-
-    while (*s == ' ')
-        s++;
-    if (*s == '<') {
-        s++;
-        stop = '>';
-    }
-    for (; *s; s++) {
-        if (!inquote && *s == stop)
-            break;
-        if (*s == '"') {
-            inquote = !inquote;
-        } else {
-            if (*s == '\\' && *++s == '\0')
-                break;
-            sbuf_addc(&b, *s);
-        }
-    }
-    char *addr = b.s ? sbuf_take(&b) : xstrdup("");
-    char *colon;
-    if (*addr == '@' && (colon = strchr(addr, ':')) != NULL)
-        memmove(addr, colon + 1, strlen(colon + 1) + 1);
-    return addr;
-}
-
-/*
- * An address in info_log_address_format "external" form: a local part
- * that is not a dot-atom is quoted, as Postfix's quote_822_local() does.
- */
-static void log_address(char *buf, size_t len, const char *addr, bool internal)
-{
-    const char *at = strrchr(addr, '@');
-    size_t ll = at ? (size_t)(at - addr) : strlen(addr);
-    bool quote = false;
-
-    if (!internal && ll > 0) {
-        for (size_t i = 0; i < ll; i++) {
-            unsigned char c = (unsigned char)addr[i];
-            if (c <= ' ' || c >= 0x7f || strchr("()<>@,;:\\\"[]", c) ||
-                (c == '.' && (i == 0 || i + 1 == ll || addr[i + 1] == '.')))
-                quote = true;
-        }
-    }
-    if (quote) {
-        struct sbuf b = SBUF_INIT;
-        sbuf_addc(&b, '"');
-        for (size_t i = 0; i < ll; i++) {
-            if (addr[i] == '"' || addr[i] == '\\')
-                sbuf_addc(&b, '\\');
-            sbuf_addc(&b, addr[i]);
-        }
-        sbuf_addc(&b, '"');
-        sbuf_adds(&b, addr + ll);
-        snprintf(buf, len, "%s", b.s);
-        sbuf_free(&b);
-    } else {
-        snprintf(buf, len, "%s", addr);
-    }
-    printable(buf);
-}
-
 /* Command handlers: return false when the session ended. */
 
 static bool cmd_helo(struct engine *e, char *args)
 {
-    char *name = next_token(&args);
+    char *name = smtp_next_token(&args);
 
     if (name == NULL) {
         send_reply(e, "501 Syntax: HELO hostname\r\n");
@@ -470,7 +318,7 @@ static bool cmd_helo(struct engine *e, char *args)
 static bool cmd_ehlo(struct engine *e, char *args)
 {
     const struct engine_conf *cf = e->cf;
-    char *name = next_token(&args);
+    char *name = smtp_next_token(&args);
     const char *words = NULL;
     unsigned mask;
 
@@ -508,7 +356,7 @@ static bool cmd_ehlo(struct engine *e, char *args)
 
 static bool cmd_starttls(struct engine *e, char *args)
 {
-    if (next_token(&args) != NULL) {
+    if (smtp_next_token(&args) != NULL) {
         send_reply(e, "501 Syntax: EHLO hostname\r\n"); /* sic, Postfix 3.7 */
         return true;
     }
@@ -548,7 +396,7 @@ static bool cmd_mail(struct engine *e, char *args)
         return true;
     }
     free(e->sender);
-    e->sender = extract_addr(colon + 1);
+    e->sender = smtp_extract_addr(colon + 1);
     send_reply(e, "250 2.1.0 Ok\r\n");
     return true;
 }
@@ -565,13 +413,13 @@ static bool cmd_rcpt(struct engine *e, char *args)
         send_reply(e, "501 5.5.4 Syntax: RCPT TO:<address>\r\n");
         return true;
     }
-    char *rcpt = extract_addr(colon + 1);
+    char *rcpt = smtp_extract_addr(colon + 1);
     char reply[512], from[512], to[512], helo[512];
     reply_soften(reply, sizeof(reply), e->v->rcpt_reply, e->cf->rc.soft_bounce);
-    log_address(from, sizeof(from), e->sender, e->cf->info_internal);
-    log_address(to, sizeof(to), rcpt, e->cf->info_internal);
+    smtp_log_address(from, sizeof(from), e->sender, e->cf->info_internal);
+    smtp_log_address(to, sizeof(to), rcpt, e->cf->info_internal);
     snprintf(helo, sizeof(helo), "%s", e->helo ? e->helo : "");
-    printable(helo);
+    smtp_printable(helo);
     msg_info("NOQUEUE: reject: RCPT from [%s]:%s: %s; from=<%s>, to=<%s>, proto=%s, helo=<%s>",
              e->client.addr, e->client.port, reply, from, to, e->proto, helo);
     free(rcpt);
@@ -582,7 +430,7 @@ static bool cmd_rcpt(struct engine *e, char *args)
 static bool cmd_data(struct engine *e, char *args)
 {
     msg_info("DATA without valid RCPT from [%s]:%s", e->client.addr, e->client.port);
-    if (next_token(&args) != NULL)
+    if (smtp_next_token(&args) != NULL)
         end_session(e, "501 5.5.4 Syntax: DATA\r\n");
     else if (e->sender == NULL)
         end_session(e, "503 5.5.1 Error: need RCPT command\r\n");
@@ -596,7 +444,7 @@ static bool cmd_bdat(struct engine *e, char *args)
     msg_info("BDAT without valid RCPT from [%s]:%s", e->client.addr, e->client.port);
     if (e->ehlo_discard_mask & EHLO_CHUNKING)
         end_session(e, "502 5.5.1 Error: command not implemented\r\n");
-    else if (next_token(&args) == NULL)
+    else if (smtp_next_token(&args) == NULL)
         end_session(e, "501 5.5.4 Syntax: BDAT count [LAST]\r\n");
     else if (e->sender == NULL)
         end_session(e, "554 5.5.1 Error: need MAIL command\r\n");
@@ -622,7 +470,7 @@ static bool cmd_noop(struct engine *e, char *args)
 
 static bool cmd_vrfy(struct engine *e, char *args)
 {
-    if (next_token(&args) == NULL)
+    if (smtp_next_token(&args) == NULL)
         send_reply(e, "501 5.5.4 Syntax: VRFY address\r\n");
     else if (e->cf->disable_vrfy)
         send_reply(e, "502 5.5.1 VRFY command is disabled\r\n");
@@ -635,7 +483,7 @@ static bool cmd_etrn(struct engine *e, char *args)
 {
     if (e->cf->helo_required && e->helo == NULL)
         send_reply(e, "503 5.5.1 Error: send HELO/EHLO first\r\n");
-    else if (next_token(&args) == NULL)
+    else if (smtp_next_token(&args) == NULL)
         send_reply(e, "500 Syntax: ETRN domain\r\n");
     else
         send_reply(e, "458 Unable to queue messages\r\n");
@@ -689,7 +537,7 @@ static bool execute(struct engine *e, const char *line, size_t len)
     char esc[LOG_ESCAPE_BUFSZ];
     /* A NUL ends the command text, as it does in Postfix's C strings. */
     char *buf = xstrndup(line, strnlen(line, len));
-    bool bad_utf8 = cf->smtputf8 && !valid_utf8(buf, strlen(buf));
+    bool bad_utf8 = cf->smtputf8 && !smtp_valid_utf8(buf, strlen(buf));
 
     if (cf->command_filter && !bad_utf8) {
         const char *key = buf + strspn(buf, " \t");
@@ -706,7 +554,7 @@ static bool execute(struct engine *e, const char *line, size_t len)
     }
 
     char *args = buf;
-    char *command = next_token(&args);
+    char *command = smtp_next_token(&args);
     if (command == NULL)
         command = args; /* "" */
     const struct command *cmd = NULL;
@@ -722,9 +570,9 @@ static bool execute(struct engine *e, const char *line, size_t len)
         goto done;
     }
     if (testing(e, TEST_NON_SMTP) && cmd == NULL &&
-        (is_header(command) || (cf->smtputf8 && !valid_utf8(command, strlen(command))) ||
+        (smtp_is_header(command) || (cf->smtputf8 && !smtp_valid_utf8(command, strlen(command))) ||
          forbidden(cf, command))) {
-        printable(command);
+        smtp_printable(command);
         log_escape(esc, sizeof(esc), args, strlen(args), LOG_PEER_TEXT_MAX);
         msg_info("NON-SMTP COMMAND from [%s]:%s after %s: %.100s %s", e->client.addr,
                  e->client.port, saved_where, command, esc);
@@ -733,7 +581,7 @@ static bool execute(struct engine *e, const char *line, size_t len)
     }
     if (!(cmd && (cmd->flags & CMD_PAYLOAD)) && testing(e, TEST_PIPELINING) &&
         e->in_off < e->in_len) {
-        printable(command);
+        smtp_printable(command);
         log_escape(esc, sizeof(esc), e->in + e->in_off, e->in_len - e->in_off, LOG_PEER_TEXT_MAX);
         msg_info("COMMAND PIPELINING from [%s]:%s after %.100s: %s", e->client.addr, e->client.port,
                  command, esc);
