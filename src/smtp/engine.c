@@ -30,9 +30,11 @@
 #include "smtp/reader.h"
 #include "util/mem.h"
 
-#define ENGINE_READ_SIZE 4096
-#define ENGINE_OUT_PAUSE 4096
-#define ENGINE_LINGER    10 /* seconds to flush the last reply */
+#define ENGINE_READ_SIZE  4096
+#define ENGINE_OUT_PAUSE  4096
+#define ENGINE_LINGER     10    /* seconds to flush the last reply */
+#define ENGINE_DRAIN_TIME 2     /* seconds to read what follows the last reply */
+#define ENGINE_DRAIN_MAX  65536 /* bytes to read then */
 
 enum io_state {
     IO_PLAIN,         /* plaintext */
@@ -79,12 +81,13 @@ struct engine {
     unsigned ehlo_discard_mask;   /* EHLO keywords hidden from this client */
     bool x21;                     /* answer the first command with the final reply */
     bool ended;                   /* ENGINE_END reported: flush and close */
-    bool busy;                    /* inside process(): don't free yet */
-    bool closed;                  /* freed at the end of process() */
+    bool draining;                /* last reply sent: discarding input before close */
+    size_t drained;               /* bytes discarded */
 };
 
 static void update_events(struct engine *e);
 static void process(struct engine *e);
+static void on_io(evutil_socket_t fd, short what, void *arg);
 
 /* Append a reply (soft_bounce and footer applied) to the output queue. */
 static void send_reply(struct engine *e, const char *text)
@@ -97,10 +100,6 @@ static void send_reply(struct engine *e, const char *text)
 /* Close the socket and free the engine; reports ENGINE_CLOSED. */
 static void engine_close(struct engine *e)
 {
-    if (e->busy) {
-        e->closed = true;
-        return;
-    }
     event_free(e->ev);
     event_free(e->timer);
     if (e->ssl) {
@@ -214,8 +213,6 @@ static void update_events(struct engine *e)
 {
     short what = 0;
 
-    if (e->closed)
-        return;
     if (e->out_off < e->out.len)
         what |= e->write_want == WANT_READ ? EV_READ : EV_WRITE;
     if (e->io == IO_TLS_HANDSHAKE)
@@ -225,7 +222,7 @@ static void update_events(struct engine *e)
         what |= e->read_want == WANT_WRITE ? EV_WRITE : EV_READ;
     event_del(e->ev);
     if (what) {
-        event_assign(e->ev, e->base, e->fd, what, event_get_callback(e->ev), e);
+        event_assign(e->ev, e->base, e->fd, what, on_io, e);
         event_add(e->ev, NULL);
     }
 }
@@ -633,7 +630,6 @@ static bool bare_newline(struct engine *e, const char *line, size_t len)
 /* Execute the complete lines in the read buffer, as far as output allows. */
 static void process(struct engine *e)
 {
-    e->busy = true;
     while (!e->ended && e->io != IO_TLS_PENDING && e->in_off < e->in_len &&
            e->out.len - e->out_off <= ENGINE_OUT_PAUSE) {
         size_t used;
@@ -659,7 +655,6 @@ static void process(struct engine *e)
     }
     if (e->in_off == e->in_len)
         e->in_off = e->in_len = 0;
-    e->busy = false;
 }
 
 /* Read more client bytes into the (empty) input buffer; false on EOF or error. */
@@ -734,73 +729,126 @@ static bool handshake(struct engine *e)
     }
 }
 
-/* The socket is ready. */
+/*
+ * Everything is said: stop sending, then read and discard what the client
+ * still sends (for at most ENGINE_DRAIN_TIME seconds and ENGINE_DRAIN_MAX
+ * bytes), so that closing with unread input does not reset the
+ * connection before the client has read the last reply.
+ */
+static void finish(struct engine *e)
+{
+    struct timeval tv = {ENGINE_DRAIN_TIME, 0};
+
+    if (e->v->hangup || e->ssl) {
+        engine_close(e);
+        return;
+    }
+    shutdown(e->fd, SHUT_WR);
+    e->draining = true;
+    evtimer_add(e->timer, &tv);
+    event_del(e->ev);
+    event_assign(e->ev, e->base, e->fd, EV_READ, on_io, e);
+    event_add(e->ev, NULL);
+}
+
+/* Discard client bytes after the last reply; close at EOF or the limit. */
+static void drain(struct engine *e)
+{
+    char buf[4096];
+
+    for (int i = 0; i < 16; i++) {
+        ssize_t n = recv(e->fd, buf, sizeof(buf), MSG_DONTWAIT);
+        if (n > 0) {
+            e->drained += (size_t)n;
+            if (e->drained < ENGINE_DRAIN_MAX)
+                continue;
+        } else if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+            return;
+        }
+        engine_close(e);
+        return;
+    }
+}
+
+/* Start the TLS handshake once "220 Ready to start TLS" is out. */
+static void maybe_start_tls(struct engine *e)
+{
+    if (e->io == IO_TLS_PENDING && e->out_off >= e->out.len) {
+        e->io = IO_TLS_HANDSHAKE;
+        arm_command_timer(e);
+    }
+}
+
+/*
+ * The socket is ready: write what is queued, drive the TLS handshake,
+ * read once and execute the complete lines.  With TLS, bytes OpenSSL has
+ * already decrypted do not make the socket readable again, so they are
+ * taken in the same turn.
+ */
 static void on_io(evutil_socket_t fd, short what, void *arg)
 {
     struct engine *e = arg;
 
     (void)fd;
     (void)what;
-    if (e->out_off < e->out.len && !flush(e)) {
+    if (e->draining) {
+        drain(e);
+        return;
+    }
+    for (;;) {
+        if (e->out_off < e->out.len && !flush(e)) {
+            if (e->ended)
+                engine_close(e);
+            else
+                hangup(e);
+            return;
+        }
         if (e->ended) {
-            engine_close(e);
+            if (e->out_off >= e->out.len)
+                finish(e);
+            else
+                update_events(e);
             return;
         }
-        hangup(e);
-        return;
-    }
-    if (e->ended) {
-        if (e->out_off >= e->out.len)
-            engine_close(e);
-        else
-            update_events(e);
-        return;
-    }
-    if (e->io == IO_TLS_PENDING && e->out_off >= e->out.len) {
-        e->io = IO_TLS_HANDSHAKE;
-        arm_command_timer(e);
-    }
-    if (e->io == IO_TLS_HANDSHAKE) {
-        if (!handshake(e)) {
-            SSL_free(e->ssl);
-            e->ssl = NULL;
-            hangup(e);
-            return;
+        maybe_start_tls(e);
+        if (e->io == IO_TLS_HANDSHAKE) {
+            if (!handshake(e)) {
+                SSL_free(e->ssl);
+                e->ssl = NULL;
+                hangup(e);
+                return;
+            }
+            if (e->io != IO_TLS)
+                break;
         }
-        if (e->io != IO_TLS) {
-            update_events(e);
-            return;
-        }
-    }
-    if (e->io != IO_TLS_PENDING && e->in_off == e->in_len &&
-        e->out.len - e->out_off <= ENGINE_OUT_PAUSE) {
+        if (e->io == IO_TLS_PENDING || e->in_off < e->in_len ||
+            e->out.len - e->out_off > ENGINE_OUT_PAUSE)
+            break;
         if (!fill(e)) {
             hangup(e);
             return;
         }
-    }
-    process(e);
-    if (e->closed) {
-        e->closed = false;
-        engine_close(e);
-        return;
+        process(e);
+        if (e->ended ||
+            !(e->ssl && e->io == IO_TLS && e->in_off == e->in_len && SSL_pending(e->ssl) > 0))
+            break;
     }
     if (e->out_off < e->out.len && !flush(e)) {
-        if (e->ended) {
+        if (e->ended)
             engine_close(e);
-            return;
-        }
-        hangup(e);
+        else
+            hangup(e);
         return;
     }
     if (e->ended && e->out_off >= e->out.len) {
-        engine_close(e);
+        finish(e);
         return;
     }
+    maybe_start_tls(e);
     update_events(e);
 }
 
-/* The command time limit (or, once ended, the linger limit) expired. */
+/* The command time limit expired (or, at the end, the flush or drain limit). */
 static void on_timer(evutil_socket_t fd, short what, void *arg)
 {
     struct engine *e = arg;
@@ -808,7 +856,10 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     if (e->ended) {
-        engine_close(e);
+        if (e->draining || e->out_off < e->out.len)
+            engine_close(e);
+        else
+            finish(e);
         return;
     }
     if (e->io == IO_TLS_HANDSHAKE || e->io == IO_TLS_PENDING) {
@@ -822,11 +873,10 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
         engine_close(e);
         return;
     }
-    if (e->out_off >= e->out.len) {
-        engine_close(e);
-        return;
-    }
-    update_events(e);
+    if (e->out_off >= e->out.len)
+        finish(e);
+    else
+        update_events(e);
 }
 
 /* Take over the client; see engine.h. */
@@ -863,10 +913,9 @@ struct engine *engine_start(const struct engine_args *a)
     if (!(v->fail & TEST_BIT(TEST_PREGREET)))
         send_reply(e, e->cf->greeting);
     arm_command_timer(e);
-    if (!flush(e)) {
-        hangup(e);
-        return NULL;
-    }
-    update_events(e);
+    if (!flush(e))
+        hangup(e); /* closed from the loop, right away */
+    else
+        update_events(e);
     return e;
 }
