@@ -215,6 +215,9 @@ static void update_events(struct engine *e)
 
     if (e->out_off < e->out.len)
         what |= e->write_want == WANT_READ ? EV_READ : EV_WRITE;
+    /* Lines held back while output was paused: resume when it can flow. */
+    if (!e->ended && e->in_off < e->in_len)
+        what |= EV_WRITE;
     if (e->io == IO_TLS_HANDSHAKE)
         what |= e->read_want == WANT_WRITE ? EV_WRITE : EV_READ;
     else if (!e->ended && e->io != IO_TLS_PENDING && e->in_off == e->in_len &&
@@ -780,6 +783,30 @@ static void maybe_start_tls(struct engine *e)
 }
 
 /*
+ * Write what is queued and, once the session has ended and everything is
+ * out, finish.  False when this turn is over for the engine: it ended, or
+ * the connection broke.
+ */
+static bool write_out(struct engine *e)
+{
+    if (e->out_off < e->out.len && !flush(e)) {
+        if (e->ended)
+            engine_close(e);
+        else
+            hangup(e);
+        return false;
+    }
+    if (e->ended) {
+        if (e->out_off >= e->out.len)
+            finish(e);
+        else
+            update_events(e);
+        return false;
+    }
+    return true;
+}
+
+/*
  * The socket is ready: write what is queued, drive the TLS handshake,
  * read once and execute the complete lines.  With TLS, bytes OpenSSL has
  * already decrypted do not make the socket readable again, so they are
@@ -796,20 +823,8 @@ static void on_io(evutil_socket_t fd, short what, void *arg)
         return;
     }
     for (;;) {
-        if (e->out_off < e->out.len && !flush(e)) {
-            if (e->ended)
-                engine_close(e);
-            else
-                hangup(e);
+        if (!write_out(e))
             return;
-        }
-        if (e->ended) {
-            if (e->out_off >= e->out.len)
-                finish(e);
-            else
-                update_events(e);
-            return;
-        }
         maybe_start_tls(e);
         if (e->io == IO_TLS_HANDSHAKE) {
             if (!handshake(e)) {
@@ -821,10 +836,10 @@ static void on_io(evutil_socket_t fd, short what, void *arg)
             if (e->io != IO_TLS)
                 break;
         }
-        if (e->io == IO_TLS_PENDING || e->in_off < e->in_len ||
-            e->out.len - e->out_off > ENGINE_OUT_PAUSE)
+        if (e->io == IO_TLS_PENDING || e->out.len - e->out_off > ENGINE_OUT_PAUSE)
             break;
-        if (!fill(e)) {
+        /* Lines left over when output was paused go first. */
+        if (e->in_off == e->in_len && !fill(e)) {
             hangup(e);
             return;
         }
@@ -833,17 +848,8 @@ static void on_io(evutil_socket_t fd, short what, void *arg)
             !(e->ssl && e->io == IO_TLS && e->in_off == e->in_len && SSL_pending(e->ssl) > 0))
             break;
     }
-    if (e->out_off < e->out.len && !flush(e)) {
-        if (e->ended)
-            engine_close(e);
-        else
-            hangup(e);
+    if (!write_out(e))
         return;
-    }
-    if (e->ended && e->out_off >= e->out.len) {
-        finish(e);
-        return;
-    }
     maybe_start_tls(e);
     update_events(e);
 }

@@ -201,8 +201,8 @@ enum tls_status tls_server_new(const struct conf *cf, bool mandatory, struct tls
     }
     if (SSL_CTX_set_cipher_list(ctx, list) != 1) {
         *bad = P_SMTPD_TLS_EXCLUDE_CIPHERS;
-        snprintf(err, errlen, "with %s = %s: bad cipher list \"%s\": %s", cipher_param, grade,
-                 list, tls_error_text(ebuf, sizeof(ebuf)));
+        snprintf(err, errlen, "with %s = %s: bad cipher list \"%s\": %s", cipher_param, grade, list,
+                 tls_error_text(ebuf, sizeof(ebuf)));
         SSL_CTX_free(ctx);
         return TLS_BAD_CONFIG;
     }
