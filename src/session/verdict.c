@@ -46,27 +46,31 @@ void verdict_parse(const char *text, time_t *stamps)
 {
     const char *p = text;
 
+    /* Field by field as postscreen's strtoul() loop: a field without digits
+     * reads as 0 ("new"), garbage after the digits as disabled, and after
+     * garbage every later field is disabled too. */
     for (int t = 0; t < TEST__COUNT; t++) {
+        const char *q = p, *end = p;
         unsigned long long v = 0;
-        const char *start = p;
-        bool overflow = false;
+        bool neg = false, overflow = false;
 
-        while (*p >= '0' && *p <= '9') {
-            unsigned d = (unsigned)(*p++ - '0');
-            if (v > (0x7fffffffffffffffULL - d) / 10)
-                overflow = true;
-            else
-                v = v * 10 + d;
+        while (*q == ' ' || (*q >= '\t' && *q <= '\r'))
+            q++;
+        if (*q == '+' || *q == '-')
+            neg = *q++ == '-';
+        if (*q >= '0' && *q <= '9') {
+            while (*q >= '0' && *q <= '9') {
+                unsigned d = (unsigned)(*q++ - '0');
+                if (v > (0x7fffffffffffffffULL - d) / 10)
+                    overflow = true;
+                else
+                    v = v * 10 + d;
+            }
+            end = q;
         }
-        if (p == start || (*p != '\0' && *p != ';') || overflow) {
-            stamps[t] = STAMP_DISABLED;
-            while (*p && *p != ';')
-                p++;
-        } else {
-            stamps[t] = (time_t)v;
-        }
-        if (*p == ';')
-            p++;
+        bool bad = *p == '\0' || (*end != '\0' && *end != ';') || overflow;
+        stamps[t] = bad ? STAMP_DISABLED : neg ? -(time_t)v : (time_t)v;
+        p = *end == ';' ? end + 1 : end;
     }
 }
 

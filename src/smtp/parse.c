@@ -136,10 +136,12 @@ void smtp_log_address(char *buf, size_t len, const char *addr, bool internal)
     size_t ll = at ? (size_t)(at - addr) : strlen(addr);
     bool quote = false;
 
-    if (!internal && ll > 0) {
+    /* quote_822_local(): 8-bit clean; specials, controls and bad dots quote. */
+    if (!internal && *addr) {
+        quote = ll == 0;
         for (size_t i = 0; i < ll; i++) {
             unsigned char c = (unsigned char)addr[i];
-            if (c <= ' ' || c >= 0x7f || strchr("()<>@,;:\\\"[]", c) ||
+            if (c < ' ' || c == ' ' || c == 0x7f || strchr("()<>@,;:\\\"[]", c) ||
                 (c == '.' && (i == 0 || i + 1 == ll || addr[i + 1] == '.')))
                 quote = true;
         }
@@ -148,7 +150,7 @@ void smtp_log_address(char *buf, size_t len, const char *addr, bool internal)
         struct sbuf b = SBUF_INIT;
         sbuf_addc(&b, '"');
         for (size_t i = 0; i < ll; i++) {
-            if (addr[i] == '"' || addr[i] == '\\')
+            if (addr[i] == '"' || addr[i] == '\\' || addr[i] == '\r')
                 sbuf_addc(&b, '\\');
             sbuf_addc(&b, addr[i]);
         }

@@ -67,13 +67,14 @@ int reply_expand(struct sbuf *out, const char *tmpl, size_t len, const char *fil
         const char *cond = NULL, *cend = NULL;
         char op = 0;
         if (p < end && (*p == '{' || *p == '(')) {
-            char close = *p == '{' ? '}' : ')';
+            /* Only the bracket kind that opened the reference nests (mac_parse). */
+            char open = *p, close = *p == '{' ? '}' : ')';
             const char *s = ++p;
             int level = 1;
             while (p < end && level > 0) {
-                if (*p == '{' || *p == '(')
+                if (*p == open)
                     level++;
-                else if (*p == '}' || *p == ')')
+                else if (*p == close)
                     level--;
                 if (level > 0)
                     p++;
@@ -107,11 +108,38 @@ int reply_expand(struct sbuf *out, const char *tmpl, size_t len, const char *fil
         name[nl] = '\0';
         const char *value = lookup(name, ctx);
         bool defined = value && *value;
-        if (op == '?') {
-            if (defined && reply_expand(out, cond, (size_t)(cend - cond), filter, lookup, ctx) < 0)
-                return -1;
-        } else if (op == ':') {
-            if (!defined && reply_expand(out, cond, (size_t)(cend - cond), filter, lookup, ctx) < 0)
+        if (op) {
+            /* ${name?text}, ${name:text}, ${name?{text}} and ${name?{a}:{b}}. */
+            const char *a = cond, *ae = cend, *b = NULL, *be = NULL;
+            if (a < ae && *a == '{') {
+                const char *q = a + 1;
+                int level = 1;
+                while (q < ae && level > 0) {
+                    if (*q == '{')
+                        level++;
+                    else if (*q == '}')
+                        level--;
+                    q++;
+                }
+                if (level > 0)
+                    return -1;
+                const char *rest = q;
+                ae = q - 1;
+                a++;
+                if (rest < cend) {
+                    if (op != '?' || *rest != ':' || rest + 1 >= cend || rest[1] != '{' ||
+                        cend[-1] != '}')
+                        return -1;
+                    b = rest + 2;
+                    be = cend - 1;
+                }
+            }
+            const char *t = NULL, *te = NULL;
+            if (op == '?' ? defined : !defined)
+                t = a, te = ae;
+            else if (b)
+                t = b, te = be;
+            if (t && reply_expand(out, t, (size_t)(te - t), filter, lookup, ctx) < 0)
                 return -1;
         } else if (value) {
             add_filtered(out, value, filter);
@@ -249,9 +277,9 @@ void reply_soften(char *buf, size_t len, const char *text, bool soft_bounce)
 
     snprintf(buf, len, "%.*s", (int)tl, text);
     if (soft_bounce && tl >= 5) {
-        if (buf[0] == '5')
+        if (len > 1 && buf[0] == '5')
             buf[0] = '4';
-        if (buf[4] == '5')
+        if (len > 5 && buf[4] == '5')
             buf[4] = '4';
     }
 }

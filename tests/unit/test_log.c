@@ -1,5 +1,6 @@
 /*
- * test_log - log_escape(): Postfix escape() rules, input limit, output bounds
+ * test_log - log_escape(): Postfix escape() rules, input limit, output bounds;
+ * log_format_delay(): Postfix format_tv() with 2 significant digits
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -170,6 +171,99 @@ static void test_escape_zero_dstlen(void **state)
     assert_string_equal(out, "abc");
 }
 
+/* ---- log_format_delay() ------------------------------------------------- */
+
+struct delay_case {
+    long sec, usec;
+    int max_dig; /* delay_logging_resolution_limit */
+    const char *out;
+};
+
+/* Expected values are Postfix 3.7's format_tv(buf, sec, usec, 2, max_dig). */
+static const struct delay_case delay_cases[] = {
+    {0, 140000, 2, "0.14"},
+    {1, 234000, 2, "1.2"},
+    {6, 0, 2, "6"},
+    {0, 5000, 2, "0.01"},
+    {0, 4000, 2, "0"},
+    {12, 600000, 2, "13"},
+    {0, 999999, 2, "1"},
+    {0, 0, 2, "0"},
+    {0, 1, 2, "0"},
+    {0, 10000, 2, "0.01"},
+    {0, 14999, 2, "0.01"},
+    {0, 15000, 2, "0.02"},
+    /* trailing zeros are dropped */
+    {0, 95000, 2, "0.1"},
+    {0, 100000, 2, "0.1"},
+    {0, 994999, 2, "0.99"},
+    {0, 995000, 2, "1"},
+    {1, 0, 2, "1"},
+    {1, 50000, 2, "1.1"},
+    {1, 949999, 2, "1.9"},
+    {1, 950000, 2, "2"},
+    {9, 949999, 2, "9.9"},
+    {9, 950000, 2, "10"},
+    {10, 0, 2, "10"},
+    {10, 499999, 2, "10"},
+    {10, 500000, 2, "11"},
+    {99, 500000, 2, "100"},
+    {100, 0, 2, "100"},
+    {123456, 700000, 2, "123457"},
+    {0, 1000000, 2, "1"},
+    /* other delay_logging_resolution_limit values */
+    {0, 140000, 0, "0"},
+    {0, 499999, 0, "0"},
+    {0, 500000, 0, "1"},
+    {0, 140000, 1, "0.1"},
+    {0, 50000, 1, "0.1"},
+    {0, 12, 3, "0"},
+    {0, 123456, 6, "0.12"},
+    {0, 1234, 6, "0.0012"},
+    {0, 1, 6, "0.000001"},
+    {1, 234567, 6, "1.2"},
+};
+
+static void test_format_delay_table(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof(delay_cases) / sizeof(delay_cases[0]); i++) {
+        const struct delay_case *c = &delay_cases[i];
+        char out[32];
+        memset(out, 'X', sizeof(out));
+        log_set_delay_resolution(c->max_dig);
+        log_format_delay(out, sizeof(out), c->sec, c->usec);
+        log_set_delay_resolution(2);
+        if (strcmp(out, c->out) != 0)
+            fail_msg("(%ld, %ld) max_dig %d: got \"%s\", want \"%s\"", c->sec, c->usec, c->max_dig,
+                     out, c->out);
+    }
+}
+
+/* A short buffer gets a NUL-terminated prefix and nothing past LEN. */
+static void test_format_delay_short_buffer(void **state)
+{
+    static const struct {
+        long sec, usec;
+        const char *full;
+    } cases[] = {{0, 140000, "0.14"}, {1, 234000, "1.2"}, {123456, 700000, "123457"}};
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        for (size_t len = 1; len <= 8; len++) {
+            char out[16];
+            memset(out, '#', sizeof(out));
+            log_format_delay(out, len, cases[i].sec, cases[i].usec);
+            for (size_t k = len; k < sizeof(out); k++)
+                if (out[k] != '#')
+                    fail_msg("(%ld, %ld) len %zu: byte %zu written", cases[i].sec, cases[i].usec,
+                             len, k);
+            assert_true(strlen(out) < len);
+            assert_memory_equal(out, cases[i].full, strlen(out));
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -178,6 +272,8 @@ int main(void)
         cmocka_unit_test(test_escape_worst_case_fits),
         cmocka_unit_test(test_escape_never_overflows),
         cmocka_unit_test(test_escape_zero_dstlen),
+        cmocka_unit_test(test_format_delay_table),
+        cmocka_unit_test(test_format_delay_short_buffer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
