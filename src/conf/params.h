@@ -67,7 +67,7 @@ enum {
     X(PSC_DNSBL_THRESHOLD, "postscreen_dnsbl_threshold", CT_INT, "1", 1, 0, 0, 0, PF_NOMAX) \
     X(PSC_DNSBL_TIMEOUT, "postscreen_dnsbl_timeout", CT_TIME, "10s", 1, 0, 's', 0, PF_NOMAX) \
     X(PSC_ENFORCE_TLS, "postscreen_enforce_tls", CT_BOOL, "$smtpd_enforce_tls", 0, 0, 0, 0, 0) \
-    X(PSC_EXPANSION_FILTER, "postscreen_expansion_filter", CT_STR, "$smtpd_expansion_filter", 0, 0, 0, 0, 0) \
+    X(PSC_EXPANSION_FILTER, "postscreen_expansion_filter", CT_STR, "$smtpd_expansion_filter", 0, 0, 0, 0, PF_RAW) \
     X(PSC_FORBIDDEN_COMMANDS, "postscreen_forbidden_commands", CT_STR, "$smtpd_forbidden_commands", 0, 0, 0, 0, 0) \
     X(PSC_GREET_ACTION, "postscreen_greet_action", CT_ENUM, "ignore", 0, 0, 0, ACTION_WORDS, PF_ACTION) \
     X(PSC_GREET_BANNER, "postscreen_greet_banner", CT_STR, "$smtpd_banner", 0, 0, 0, 0, 0) \
@@ -82,7 +82,7 @@ enum {
     X(PSC_PIPEL_TTL, "postscreen_pipelining_ttl", CT_TIME, "30d", 1, 0, 'd', 0, PF_NOMAX) \
     X(PSC_POST_QUEUE_LIMIT, "postscreen_post_queue_limit", CT_INT, "$default_process_limit", 5, 0, 0, 0, PF_NOMAX) \
     X(PSC_PRE_QUEUE_LIMIT, "postscreen_pre_queue_limit", CT_INT, "$default_process_limit", 10, 0, 0, 0, PF_NOMAX) \
-    X(PSC_REJECT_FOOTER, "postscreen_reject_footer", CT_STR, "$smtpd_reject_footer", 0, 0, 0, 0, 0) \
+    X(PSC_REJECT_FOOTER, "postscreen_reject_footer", CT_STR, "$smtpd_reject_footer", 0, 0, 0, 0, PF_RAW) \
     X(PSC_REJECT_FOOTER_MAPS, "postscreen_reject_footer_maps", CT_STR, "$smtpd_reject_footer_maps", 0, 0, 0, 0, 0) \
     X(PSC_TLS_SECURITY_LEVEL, "postscreen_tls_security_level", CT_ENUM, "$smtpd_tls_security_level", 0, 0, 0, "|none|may|encrypt|verify|secure|fingerprint|dane|dane-only", 0) \
     X(PSC_UPSTREAM_PROXY_PROTOCOL, "postscreen_upstream_proxy_protocol", CT_ENUM, "", 0, 0, 0, "|haproxy", 0) \
@@ -131,7 +131,7 @@ enum {
     X(SMTPD_EXPANSION_FILTER, "smtpd_expansion_filter", CT_STR, "\t !\"#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`abcdefghijklmnopqrstuvwxyz{|}~", 0, 0, 0, 0, PF_RAW) \
     X(SMTPD_FORBIDDEN_COMMANDS, "smtpd_forbidden_commands", CT_STR, "CONNECT GET POST regexp:{{/^[^A-Z]/ Bogus}}", 0, 0, 0, 0, 0) \
     X(SMTPD_HELO_REQUIRED, "smtpd_helo_required", CT_BOOL, "no", 0, 0, 0, 0, 0) \
-    X(SMTPD_REJECT_FOOTER, "smtpd_reject_footer", CT_STR, "", 0, 0, 0, 0, 0) \
+    X(SMTPD_REJECT_FOOTER, "smtpd_reject_footer", CT_STR, "", 0, 0, 0, 0, PF_RAW) \
     X(SMTPD_REJECT_FOOTER_MAPS, "smtpd_reject_footer_maps", CT_STR, "", 0, 0, 0, 0, 0) \
     X(SMTPD_TLS_SECURITY_LEVEL, "smtpd_tls_security_level", CT_STR, "", 0, 0, 0, 0, 0) \
     X(SMTPD_TLS_CERT_FILE, "smtpd_tls_cert_file", CT_STR, "", 0, 0, 0, 0, 0) \
