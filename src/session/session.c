@@ -221,6 +221,12 @@ static void on_engine(void *ctx, enum engine_event ev)
     case ENGINE_END:
         log_verdict(s);
         msg_info("DISCONNECT [%s]:%s", s->client.addr, s->client.port);
+        /* The session is over for its address and the queues now, while
+         * the engine still flushes its last reply and drains. */
+        ipstate_release(s->srv->ips, s->ip);
+        s->ip = NULL;
+        check_queue_done(s->srv, s->st);
+        s->in_check = false;
         return;
     case ENGINE_CLOSED:
         s->eng = NULL;

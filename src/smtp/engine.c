@@ -766,11 +766,12 @@ static void drain(struct engine *e)
             if (e->drained < ENGINE_DRAIN_MAX)
                 continue;
         } else if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
-            return;
+            break;
         }
         engine_close(e);
         return;
     }
+    event_add(e->ev, NULL); /* one-shot: wait for more, or the EOF */
 }
 
 /* Start the TLS handshake once "220 Ready to start TLS" is out. */

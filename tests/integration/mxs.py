@@ -176,3 +176,91 @@ def assert_held(sock, wait=0.5):
     except socket.timeout:
         return
     raise AssertionError(f"client was answered or closed: {data!r}")
+
+
+# ---- Dialogues with the SMTP engine ---------------------------------------
+
+
+def recv_reply(sock, timeout=10):
+    """Read one complete SMTP reply: every line of a multi-line reply, up to
+    and including the "NNN " line (bytes, CRLFs kept).  Returns what it got
+    when the peer closes early."""
+    out = b""
+    while True:
+        line = recv_line(sock, timeout)
+        out += line
+        if not line.endswith(b"\n") or line[3:4] == b" ":
+            return out
+
+
+def vm_rss_kb(pid):
+    """Resident set size of process PID in KiB (VmRSS of /proc/PID/status)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise ValueError(f"no VmRSS for {pid}")
+
+
+class Client:
+    """One client connection to MX from source address IP.
+
+    ``ep`` is the endpoint as mxscreen logs it (``[ADDR]:PORT``); log()
+    gives mxscreen's log lines about this connection only (the lines that
+    name its address and port, with or without the colon between them)."""
+
+    def __init__(self, mx, ip, timeout=10):
+        self.mx = mx
+        self.ip = ip
+        self.sock = mx.connect(src=ip, timeout=timeout)
+        self.port = self.sock.getsockname()[1]
+        mx.__dict__.setdefault("clients", []).append(self)
+        self.ep = f"[{ip}]:{self.port}"
+        self._mine = re.compile(rf"\[{re.escape(ip)}\]:?{self.port}(?!\d)")
+
+    def send(self, data):
+        self.sock.sendall(data)
+
+    def reply(self, timeout=10):
+        return recv_reply(self.sock, timeout)
+
+    def cmd(self, line, timeout=10):
+        """Send LINE (str or bytes) with CRLF and return the reply."""
+        if isinstance(line, str):
+            line = line.encode()
+        self.send(line + b"\r\n")
+        return self.reply(timeout)
+
+    def rest(self, timeout=10):
+        """Everything until the server closes the connection."""
+        return recv_all(self.sock, timeout)
+
+    def close(self):
+        self.sock.close()
+
+    def log(self):
+        return [l for l in self.mx.log_lines() if self._mine.search(l)]
+
+    @staticmethod
+    def close_all(mx):
+        """Close every Client of MX (before stopping it, so that mxscreen
+        need not wait for them)."""
+        for c in mx.__dict__.pop("clients", []):
+            c.close()
+
+    def expect_log(self, expected, timeout=5):
+        """Wait until log() is exactly EXPECTED: a list of strings, or of
+        compiled patterns for lines with variable parts (fullmatch)."""
+        def same(got):
+            return len(got) == len(expected) and all(
+                e.fullmatch(g) if isinstance(e, re.Pattern) else e == g
+                for e, g in zip(expected, got))
+        deadline = time.time() + timeout
+        while True:
+            got = self.log()
+            if same(got):
+                return got
+            if time.time() > deadline:
+                raise AssertionError(f"log of {self.ep}:\n  got      {got!r}\n"
+                                     f"  expected {expected!r}")
+            time.sleep(0.02)
