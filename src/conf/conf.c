@@ -555,6 +555,13 @@ static int eval_param(struct conf *cf, enum param_id id, char *err, size_t errle
     const char *val = lookup(cf, d->name, strlen(d->name), false, &rawflag);
 
     cf->v[id].raw = raw_find(cf, d->name, strlen(d->name));
+    /* A raw value that is just "$name" takes that parameter's value, as
+     * postscreen does for postscreen_reject_footer and
+     * postscreen_expansion_filter (defaults $smtpd_...). */
+    if (rawflag && val != NULL && val[0] == '$' && param_lookup(val + 1) >= 0) {
+        const char *other = val + 1;
+        val = lookup(cf, other, strlen(other), false, &rawflag);
+    }
     for (int s = 0; s < 2; s++) {
         struct sbuf out = SBUF_INIT;
         char eb[400];

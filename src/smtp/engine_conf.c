@@ -136,22 +136,6 @@ static char *unescape(const char *s)
     return sbuf_take(&b);
 }
 
-/*
- * A raw parameter (its $names are macros for replies, not main.cf
- * references) whose value is "$other" takes other's value, once, as
- * postscreen does for postscreen_reject_footer and
- * postscreen_expansion_filter.
- */
-static const char *raw_value(const struct conf *cf, enum param_id id)
-{
-    const char *v = conf_str(cf, id);
-    int other;
-
-    if (v[0] == '$' && (other = param_lookup(v + 1)) >= 0)
-        return conf_str(cf, (enum param_id)other);
-    return v;
-}
-
 /* Open the tables of a "type:name, type:name" list. */
 static int open_maps(const char *text, struct table ***out, size_t *n, char *err, size_t errlen)
 {
@@ -310,8 +294,8 @@ struct engine_conf *engine_conf_build(const struct conf *cf, char *err, size_t e
         where_err(cf, P_PSC_REJECT_FOOTER_MAPS, e, err, errlen);
         goto fail;
     }
-    ec->footer = xstrdup(raw_value(cf, P_PSC_REJECT_FOOTER));
-    ec->filter = unescape(raw_value(cf, P_PSC_EXPANSION_FILTER));
+    ec->footer = xstrdup(conf_str(cf, P_PSC_REJECT_FOOTER));
+    ec->filter = unescape(conf_str(cf, P_PSC_EXPANSION_FILTER));
     ec->rc = (struct reply_conf){
         .soft_bounce = conf_bool(cf, P_SOFT_BOUNCE),
         .footer = ec->footer,

@@ -382,6 +382,16 @@ static void test_raw_parameter(void **state)
     assert_string_equal(conf_str(cf, P_SMTPD_EXPANSION_FILTER), "ab$cd${x");
     assert_string_equal(conf_str(cf, P_PSC_EXPANSION_FILTER), "ab$cd${x");
     conf_free(cf);
+    /* Footers keep their reply macros; "$name" alone takes name's value once. */
+    cf = load("smtpd_reject_footer = Contact $server_name\n");
+    assert_string_equal(conf_str(cf, P_PSC_REJECT_FOOTER), "Contact $server_name");
+    conf_free(cf);
+    cf = load("postscreen_reject_footer = for ${client_address}\n");
+    assert_string_equal(conf_str(cf, P_PSC_REJECT_FOOTER), "for ${client_address}");
+    conf_free(cf);
+    cf = load("postscreen_reject_footer = $myhostname\nmyhostname = mx.test\n");
+    assert_string_equal(conf_str(cf, P_PSC_REJECT_FOOTER), "mx.test");
+    conf_free(cf);
 }
 
 /* ---- stress -------------------------------------------------------------- */
