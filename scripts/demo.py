@@ -4,6 +4,7 @@ import os
 import shutil
 import signal
 import smtplib
+import socket
 import subprocess
 import sys
 import tempfile
@@ -29,7 +30,10 @@ def main():
     pf = PostfixBackend(base, hostname="backend.demo", proxy_port=10025)
     pf.start()
     say(f"starting mxscreen -c {CONFIG} (its log follows on stderr)")
-    mx = subprocess.Popen([BIN, "-c", CONFIG], stdin=subprocess.DEVNULL)
+    # One override: only 127.0.0.1 is "our network", so that the other
+    # loopback addresses play clients from outside, which mxscreen screens.
+    mx = subprocess.Popen([BIN, "-c", CONFIG, "-o", "mynetworks=127.0.0.1/32"],
+                          stdin=subprocess.DEVNULL)
     ok = False
     try:
         deadline = time.time() + 10
@@ -43,13 +47,28 @@ def main():
                 if time.time() > deadline:
                     raise SystemExit("mxscreen is not answering on port 25")
                 time.sleep(0.1)
-        say("sending a message from 127.0.0.2 to postmaster@example.test through port 25")
+        say("a bot at 127.0.0.66 talks before the greeting is complete (the pregreet test)")
+        bot = socket.create_connection(("127.0.0.1", 25), source_address=("127.0.0.66", 0),
+                                       timeout=20)
+        print("bot got:", bot.recv(200))
+        bot.sendall(b"EHLO bot.example\r\n")
+        time.sleep(0.5)
+        bot.close()
+        say("sending a message from 127.0.0.2 to postmaster@example.test through port 25; "
+            "a new client waits postscreen_greet_wait (6 s) once, after the \"220-\" teaser")
+        t0 = time.time()
         s = smtplib.SMTP("127.0.0.1", 25, source_address=("127.0.0.2", 0), timeout=20)
-        print("greeting:", s.ehlo("client.demo")[1].decode().splitlines()[0])
+        print(f"greeting after {time.time() - t0:.1f} s:",
+              s.ehlo("client.demo")[1].decode().splitlines()[0])
         s.sendmail("someone@sender.demo", ["postmaster@example.test"],
                    "Subject: hello through mxscreen\r\n\r\nScreened by mxscreen, delivered by Postfix.\r\n")
         s.quit()
         msg = pf.wait_for_message("hello through mxscreen", timeout=20)
+        say("the same client again: it passed, so it goes straight through (PASS OLD)")
+        t0 = time.time()
+        s = smtplib.SMTP("127.0.0.1", 25, source_address=("127.0.0.2", 0), timeout=20)
+        s.quit()
+        print(f"greeting after {time.time() - t0:.1f} s")
         say("Postfix's log for that client (it sees the real address, not mxscreen's)")
         for line in pf.log_text().splitlines():
             if "127.0.0.2]" in line:

@@ -219,9 +219,6 @@ static void drop_privileges(const struct conf *cf)
 /* Warn about enabled tests that this version does not run yet. */
 static void warn_unimplemented(const struct conf *cf)
 {
-    if (*conf_str(cf, P_PSC_GREET_BANNER))
-        msg_warn("postscreen_greet_banner is set, but this version does not run the pregreet "
-                 "test yet: no \"220-\" teaser is sent and no client is held for the greet wait");
     if (*conf_str(cf, P_PSC_DNSBL_SITES))
         msg_warn("postscreen_dnsbl_sites is set, but this version does not run the DNSBL test "
                  "yet: no DNS lists are queried");

@@ -1,8 +1,9 @@
 /*
  * session - one client connection; see session.h.
  *
- * States: UPSTREAM (reading a load balancer's PROXY header), ENGINE (the
- * SMTP engine has the client), HANDOFF (waiting for the backend to take
+ * States: UPSTREAM (reading a load balancer's PROXY header), EARLY (the
+ * "220-" teaser is out and the greet wait runs), ENGINE (the SMTP engine
+ * has the client), HANDOFF (waiting for the backend to take
  * the client), RELAY (joined).  The session is freed when its last owner
  * lets go: immediately on a reject, when the engine reports
  * ENGINE_CLOSED, or when the hand-off reports HANDOFF_ENDED.
@@ -27,6 +28,7 @@
 
 enum sstate {
     SS_UPSTREAM, /* reading the upstream PROXY header */
+    SS_EARLY,    /* before-220 tests: the teaser and the greet wait */
     SS_ENGINE,   /* in the SMTP engine */
     SS_HANDOFF,  /* the backend has not taken the client yet */
     SS_RELAY,    /* the backend has the client */
@@ -46,6 +48,9 @@ struct session {
     struct verdict v;        /* tests due, passed and failed */
     bool teaser_sent;        /* the "220-" teaser went out (pregreet test) */
     struct timeval deadline; /* SS_UPSTREAM: end of the time limit */
+    struct timeval phase;    /* SS_EARLY: when the teaser went out */
+    time_t greet_wait;       /* SS_EARLY: postscreen_greet_wait, as stressed then */
+    bool pregreet_done;      /* SS_EARLY: the pregreet test has its answer */
     bool in_check;           /* counted in srv->check_queue */
     bool in_post;            /* counted in srv->post_queue */
 };
@@ -264,6 +269,131 @@ static void drop(struct session *s, const char *text)
     conclude(s);
 }
 
+/* Seconds since the early phase began, as postscreen formats them. */
+static void early_elapsed(struct session *s, char *buf, size_t len, struct timeval *d)
+{
+    struct timeval now;
+
+    gettimeofday(&now, NULL);
+    timersub(&now, &s->phase, d);
+    if (d->tv_sec < 0)
+        d->tv_sec = d->tv_usec = 0;
+    log_format_delay(buf, len, d->tv_sec, d->tv_usec);
+}
+
+/*
+ * The greet wait is over (or nothing is left to wait for): conclude the
+ * pregreet test (spec §1.3), then the engine or the hand-off.
+ */
+static void early_end(struct session *s)
+{
+    struct verdict *v = &s->v;
+    unsigned bit = TEST_BIT(TEST_PREGREET);
+
+    event_free(s->ev);
+    s->ev = NULL;
+    if ((v->todo & bit) && !(v->fail & bit) && !s->pregreet_done) {
+        s->ip->stamps[TEST_PREGREET] = time(NULL) + s->st->greet_ttl;
+        v->pass |= bit;
+    }
+    /* "ignore": forgotten, not passed; the test is repeated next time. */
+    if ((v->fail & bit) && s->st->greet_action == ACTION_IGNORE)
+        v->fail &= ~bit;
+    if (v->noforward || (v->pass & TEST_MASK_DEEP) != (v->todo & TEST_MASK_DEEP))
+        start_engine(s, false);
+    else
+        conclude(s);
+}
+
+/* Bytes, the end of the file, or the end of the greet wait. */
+static void on_early(evutil_socket_t fd, short what, void *arg)
+{
+    struct session *s = arg;
+    struct verdict *v = &s->v;
+    char buf[1024], t[32], esc[LOG_ESCAPE_BUFSZ];
+    struct timeval d;
+
+    if (what & EV_TIMEOUT) {
+        early_end(s);
+        return;
+    }
+    /* Look without taking: the engine reads these bytes as commands. */
+    ssize_t n = recv(fd, buf, sizeof(buf) - 1, MSG_PEEK);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    early_elapsed(s, t, sizeof(t), &d);
+    if (n <= 0) {
+        msg_info("HANGUP after %s from [%s]:%s in tests before SMTP handshake", t, s->client.addr,
+                 s->client.port);
+        v->hangup = true;
+        v->noforward = true;
+        conclude(s);
+        return;
+    }
+    log_escape(esc, sizeof(esc), buf, (size_t)n, LOG_PEER_TEXT_MAX);
+    msg_info("PREGREET %zd after %s from [%s]:%s: %s", n, t, s->client.addr, s->client.port, esc);
+    v->fail |= TEST_BIT(TEST_PREGREET);
+    switch (s->st->greet_action) {
+    case ACTION_DROP:
+        event_free(s->ev);
+        s->ev = NULL;
+        drop(s, "521 5.5.1 Protocol error\r\n");
+        return;
+    case ACTION_ENFORCE:
+        v->rcpt_reply = "550 5.5.1 Protocol error\r\n";
+        v->noforward = true;
+        break;
+    case ACTION_IGNORE:
+        break;
+    }
+    s->pregreet_done = true;
+    /* Nothing else to wait for (the DNSBL test has no answer pending). */
+    if (d.tv_sec >= s->greet_wait || !(v->todo & TEST_BIT(TEST_DNSBL))) {
+        early_end(s);
+        return;
+    }
+    struct timeval left = {s->greet_wait - d.tv_sec, 0};
+    event_free(s->ev);
+    s->ev = evtimer_new(s->srv->base, on_early, s);
+    event_add(s->ev, &left);
+}
+
+/*
+ * The before-220 phase (spec §1.3): send the "220-" teaser and watch for a
+ * client that talks before its turn, for the whole greet wait.
+ */
+static void early_start(struct session *s)
+{
+    struct verdict *v = &s->v;
+    struct timeval tv;
+
+    s->state = SS_EARLY;
+    gettimeofday(&s->phase, NULL);
+    s->greet_wait = (time_t)conf_num_stress(s->st->cf, P_PSC_GREET_WAIT, s->srv->stress);
+    tv.tv_sec = s->greet_wait;
+    tv.tv_usec = 0;
+    if (v->todo & TEST_BIT(TEST_PREGREET)) {
+        const char *teaser = s->st->teaser;
+        ssize_t n = send(s->fd, teaser, strlen(teaser), MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n != (ssize_t)strlen(teaser)) {
+            char t[32];
+            struct timeval d;
+            early_elapsed(s, t, sizeof(t), &d);
+            msg_info("HANGUP after %s from [%s]:%s in tests before SMTP handshake", t,
+                     s->client.addr, s->client.port);
+            v->hangup = true;
+            v->noforward = true;
+            conclude(s);
+            return;
+        }
+        s->teaser_sent = true;
+        s->ev = event_new(s->srv->base, s->fd, EV_READ, on_early, s);
+    } else {
+        s->ev = evtimer_new(s->srv->base, on_early, s);
+    }
+    event_add(s->ev, &tv);
+}
+
 /* The endpoints are known: run the connection flow (spec §1.2 steps 2-10). */
 static void session_start(struct session *s)
 {
@@ -353,7 +483,9 @@ static void session_start(struct session *s)
         drop(s, "421 4.3.2 All screening ports are busy\r\n");
         return;
     }
-    if ((v->todo & TEST_MASK_DEEP) || v->noforward)
+    if (v->todo & TEST_MASK_EARLY)
+        early_start(s);
+    else if ((v->todo & TEST_MASK_DEEP) || v->noforward)
         start_engine(s, false);
     else
         conclude(s);

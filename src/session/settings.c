@@ -10,6 +10,7 @@
 #include "session/verdict.h"
 #include "smtp/engine.h"
 #include "util/mem.h"
+#include "util/sbuf.h"
 
 /* The action word of ID ("continue" is postscreen's old name of "ignore"). */
 enum psc_action settings_action(const struct conf *cf, enum param_id id)
@@ -82,8 +83,17 @@ struct settings *settings_build(struct conf *cf, char *err, size_t errlen)
         goto fail;
     }
     st->pre_queue_limit = conf_num(cf, P_PSC_PRE_QUEUE_LIMIT);
-    /* The pregreet and DNSBL tests come with the next version; main warns. */
+    /* The DNSBL test comes with the next version; main warns. */
     st->enabled = 0;
+    const char *banner = conf_str(cf, P_PSC_GREET_BANNER);
+    if (*banner) {
+        struct sbuf b = SBUF_INIT;
+        sbuf_printf(&b, "220-%s\r\n", banner);
+        st->teaser = sbuf_take(&b);
+        st->enabled |= TEST_BIT(TEST_PREGREET);
+    }
+    st->greet_ttl = (time_t)conf_num(cf, P_PSC_GREET_TTL);
+    st->greet_action = settings_action(cf, P_PSC_GREET_ACTION);
     if (conf_bool(cf, P_PSC_PIPEL_ENABLE))
         st->enabled |= TEST_BIT(TEST_PIPELINING);
     if (conf_bool(cf, P_PSC_NSMTP_ENABLE))
@@ -104,6 +114,7 @@ struct settings *settings_build(struct conf *cf, char *err, size_t errlen)
     st->cf = cf;
     return st;
 fail:
+    free(st->teaser);
     addrlist_free(st->allow_ifaces);
     addrlist_free(st->mynetworks);
     acl_free(st->access);
@@ -127,6 +138,7 @@ void settings_unref(struct settings *st)
     addrlist_free(st->mynetworks);
     addrlist_free(st->allow_ifaces);
     engine_conf_free(st->engine);
+    free(st->teaser);
     conf_free(st->cf);
     free(st);
 }

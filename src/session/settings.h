@@ -47,6 +47,9 @@ struct settings {
     struct engine_conf *engine;      /* the SMTP engine's prepared configuration */
     unsigned enabled;                /* enabled tests (verdict.h bits) */
     long long pre_queue_limit;       /* postscreen_pre_queue_limit */
+    char *teaser;                    /* "220-$postscreen_greet_banner\r\n" */
+    time_t greet_ttl;                /* postscreen_greet_ttl */
+    enum psc_action greet_action;    /* postscreen_greet_action */
     bool cache_enabled;              /* postscreen_cache_map is not empty */
     time_t cache_retention;          /* postscreen_cache_retention_time */
     time_t cache_cleanup_interval;   /* postscreen_cache_cleanup_interval */

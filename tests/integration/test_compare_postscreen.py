@@ -75,6 +75,13 @@ def deep(**kw):
 # dialogues
 
 
+def pregreet(**kw):
+    """The pregreet test on (teaser = smtpd_banner), a short greet wait."""
+    p = {"postscreen_greet_banner": "$smtpd_banner", "postscreen_greet_wait": "2s"}
+    p.update({f"postscreen_{k}": v for k, v in kw.items()})
+    return p
+
+
 def cmd(line):
     """One command line (CRLF added) and its reply."""
     return [("send", line + b"\r\n"), ("recv",)]
@@ -88,8 +95,10 @@ def cmds(*lines):
 
 
 class Dialogue:
-    def __init__(self, name, steps, params=None, net="127.0.0", backend="unused"):
+    def __init__(self, name, steps, params=None, net="127.0.0", backend="unused",
+                 teaser=False):
         self.name = name
+        self.teaser = teaser
         self.steps = steps
         self.params = DEEP if params is None else params
         self.net = net
@@ -174,6 +183,16 @@ DIALOGUES = [
              net=DENY_NET),
     Dialogue("allowlist_veto", cmds(b"EHLO x", *MAIL_RCPT, b"QUIT"),
              params=deep(allowlist_interfaces="!127.0.0.1, static:all")),
+    # The pregreet test: a bot that talks before the greeting is complete.
+    Dialogue("pregreet_drop", cmds(b"EHLO bot"), teaser=True,
+             params=pregreet(greet_action="drop")),
+    Dialogue("pregreet_enforce", cmds(b"EHLO bot", *MAIL_RCPT, b"QUIT"), teaser=True,
+             params=pregreet(greet_action="enforce")),
+    Dialogue("pregreet_enforce_pipelined",
+             [("send", b"EHLO bot\r\nMAIL FROM:<a@b>\r\n"), ("recv",), ("recv",)]
+             + cmds(b"RCPT TO:<c@d>", b"QUIT"), teaser=True,
+             params=pregreet(greet_action="enforce", pipelining_enable="yes")),
+    Dialogue("pregreet_hangup", [], teaser=True, params=pregreet()),
 ]
 
 
@@ -205,16 +224,34 @@ def read_reply(sock, timeout=REPLY_TIMEOUT):
         buf += c
 
 
-def run_dialogue(port, src, steps):
+def read_line(sock, timeout=REPLY_TIMEOUT):
+    """One reply line: the "220-" teaser is not a complete reply."""
+    sock.settimeout(timeout)
+    buf = b""
+    while not buf.endswith(b"\r\n"):
+        try:
+            c = sock.recv(1)
+        except socket.timeout:
+            return buf + b"<TIMEOUT>"
+        except (ConnectionResetError, BrokenPipeError):
+            return buf + b"<EOF>"
+        if not c:
+            return buf + b"<EOF>"
+        buf += c
+    return buf
+
+
+def run_dialogue(port, src, steps, teaser=False):
     """Play ``steps`` from ``src``; return the transcript as a list of
-    ("S", reply) / ("C", sent) pairs, greeting first.  Stops at the first
-    server close."""
+    ("S", reply) / ("C", sent) pairs, greeting first (with TEASER, only its
+    "220-" line: the client talks before the greeting is complete).  Stops
+    at the first server close."""
     s = socket.socket()
     try:
         s.bind((src, 0))
         s.settimeout(REPLY_TIMEOUT)
         s.connect(("127.0.0.1", port))
-        out = [("S", read_reply(s))]
+        out = [("S", read_line(s) if teaser else read_reply(s))]
         closed = out[-1][1].endswith(b"<EOF>")
         for step in steps:
             if closed:
@@ -403,8 +440,8 @@ def compare_connection(pair, d, src, steps, done_re, compare_replies=True):
     normalised log lines.  Returns the two transcripts."""
     ps, mx = pair.ps, pair.mx
     ps_mark, mx_mark = ps.mark(), len(mx.log_lines())
-    t_ps = run_dialogue(ps.port, src, steps)
-    t_mx = run_dialogue(mx.port, src, steps)
+    t_ps = run_dialogue(ps.port, src, steps, d.teaser)
+    t_mx = run_dialogue(mx.port, src, steps, d.teaser)
     wait_lines(ps.log_lines, ps_mark, done_re, "postscreen")
     wait_lines(mx.log_lines, mx_mark, done_re, "mxscreen")
     time.sleep(0.1)  # give lines after the last expected one a chance to show
