@@ -32,8 +32,10 @@ def main():
     say(f"starting mxscreen -c {CONFIG} (its log follows on stderr)")
     # One override: only 127.0.0.1 is "our network", so that the other
     # loopback addresses play clients from outside, which mxscreen screens.
-    mx = subprocess.Popen([BIN, "-c", CONFIG, "-o", "mynetworks=127.0.0.1/32"],
-                          stdin=subprocess.DEVNULL)
+    # The allowlist cache goes in the demo's own directory, so that every
+    # run starts with clients that are new.
+    mx = subprocess.Popen([BIN, "-c", CONFIG, "-o", "mynetworks=127.0.0.1/32",
+                           "-o", f"data_directory={base}/data"], stdin=subprocess.DEVNULL)
     ok = False
     try:
         deadline = time.time() + 10

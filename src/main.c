@@ -29,6 +29,7 @@
 #include "conf/conf.h"
 #include "log/log.h"
 #include "net/listen.h"
+#include "cache/cache.h"
 #include "session/session.h"
 #include "session/settings.h"
 #include "smtp/engine.h"
@@ -224,18 +225,6 @@ static void warn_unimplemented(const struct conf *cf)
                  "yet: no DNS lists are queried");
 }
 
-/* Drop temporary allowlist records past their retention time. */
-static void on_cache_cleanup(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    (void)arg;
-    const struct settings *st = server.st;
-    size_t dropped = cache_cleanup(server.cache, time(NULL), st->cache_retention, st->enabled);
-    msg_info("cache internal:memory full cleanup: retained=%zu dropped=%zu entries",
-             cache_count(server.cache), dropped);
-}
-
 int main(int argc, char **argv)
 {
     const char *path = NULL;
@@ -286,6 +275,11 @@ int main(int argc, char **argv)
     open_log(cf);
     signal(SIGPIPE, SIG_IGN);
     open_listeners(cf);
+    /* The cache file is opened as root, before the privilege drop. */
+    struct cache *cache = NULL;
+    if (st->cache_enabled &&
+        (cache = cache_open(conf_str(cf, P_PSC_CACHE_MAP), err, sizeof(err))) == NULL)
+        msg_fatal("postscreen_cache_map: %s", err);
     drop_privileges(cf);
 
     struct event_config *ecfg = event_config_new();
@@ -296,15 +290,12 @@ int main(int argc, char **argv)
         msg_fatal("cannot create the event loop (edge-triggered events are required)");
     server.st = st;
     server.ips = iptab_new();
-    server.cache = cache_new(CACHE_MAX_ENTRIES);
+    server.cache = cache;
     log_set_delay_resolution((int)conf_num(cf, P_DELAY_LOGGING_RESOLUTION_LIMIT));
     engine_conf_warnings(st->engine);
-    struct event *cleanup = NULL;
-    if (st->cache_enabled && st->cache_cleanup_interval > 0) {
-        struct timeval tv = {st->cache_cleanup_interval, 0};
-        cleanup = event_new(server.base, -1, EV_PERSIST, on_cache_cleanup, NULL);
-        event_add(cleanup, &tv);
-    }
+    if (cache)
+        cache_cleanup_start(cache, server.base, st->cache_cleanup_interval, st->cache_retention,
+                            st->enabled);
     server.on_idle = on_idle;
     for (size_t i = 0; i < nlisteners; i++) {
         listeners[i].ev =
@@ -332,8 +323,6 @@ int main(int argc, char **argv)
     }
     if (stop_timer)
         event_free(stop_timer);
-    if (cleanup)
-        event_free(cleanup);
     event_free(sigterm);
     event_free(sigint);
     event_free(sighup);

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cache/cache.h"
 #include "log/log.h"
 #include "session/settings.h"
 #include "session/verdict.h"
@@ -101,6 +102,10 @@ struct settings *settings_build(struct conf *cf, char *err, size_t errlen)
     if (conf_bool(cf, P_PSC_BARLF_ENABLE))
         st->enabled |= TEST_BIT(TEST_BARE_NEWLINE);
     st->cache_enabled = *conf_str(cf, P_PSC_CACHE_MAP) != '\0';
+    if (st->cache_enabled && cache_map_check(conf_str(cf, P_PSC_CACHE_MAP), e, sizeof(e)) < 0) {
+        where_err(cf, P_PSC_CACHE_MAP, e, err, errlen);
+        goto fail;
+    }
     st->cache_retention = (time_t)conf_num(cf, P_PSC_CACHE_RETENTION_TIME);
     st->cache_cleanup_interval = (time_t)conf_num(cf, P_PSC_CACHE_CLEANUP_INTERVAL);
     st->engine = engine_conf_build(cf, err, errlen);

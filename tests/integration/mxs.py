@@ -42,6 +42,8 @@ class Mxscreen:
             "postscreen_greet_banner": "",
             "myhostname": "mxscreen.test",
             "mxscreen_shutdown_timeout": "2s",
+            # Each test has its own allowlist, kept across restarts in WORKDIR.
+            "postscreen_cache_map": f"lmdb:{os.path.join(workdir, name + '-cache.lmdb')}",
         }
         base.update(params)
         self.params = base

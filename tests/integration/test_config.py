@@ -157,6 +157,8 @@ BAD = [
      "postscreen_forbidden_commands", "/(/", "bad regular expression"),
     ("postscreen_command_filter = regexp:/no/such/file\n", 1, "postscreen_command_filter",
      "/no/such/file", "No such file"),
+    ("postscreen_cache_map = memcache:/etc/postfix/ps\n", 1, "postscreen_cache_map", "memcache",
+     "unsupported cache type"),
     ("postscreen_use_tls = yes\nsmtpd_tls_protocols = >=TLSv9\n", 2, "smtpd_tls_protocols",
      ">=TLSv9", "unknown TLS protocol"),
     ("postscreen_tls_security_level = encrypt\nsmtpd_tls_mandatory_ciphers = superb\n", 2,
