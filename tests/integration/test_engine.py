@@ -819,18 +819,26 @@ FAILURES = {
 }
 
 
+def fail_in_session(mx, test):
+    """A greeted client that fails TEST (FAILURES) and, when the failing
+    input left no sender, gives MAIL; returns the client."""
+    data, replies, _ = FAILURES[test]
+    c = greeted(mx)
+    c.send(data)
+    got = b""
+    while len(got) < len(replies):
+        got += c.reply()
+    assert got == replies
+    if test != "pipelining":
+        assert c.cmd("MAIL FROM:<a@b>") == MAIL_OK
+    return c
+
+
 @pytest.mark.parametrize("test", list(FAILURES))
 def test_deep_test_enforce(workdir, backend, test):
-    data, replies, logged = FAILURES[test]
+    logged = FAILURES[test][2]
     with mxscreen(workdir, backend, {}, deep=deep(test, "enforce")) as mx:
-        c = greeted(mx)
-        c.send(data)
-        got = b""
-        while len(got) < len(replies):
-            got += c.reply()
-        assert got == replies
-        if test != "pipelining":
-            assert c.cmd("MAIL FROM:<a@b>") == MAIL_OK
+        c = fail_in_session(mx, test)
         assert c.cmd("VRFY x") == R550_PROTO
         assert c.cmd("RCPT TO:<c@d>") == R550_PROTO
         assert c.cmd("QUIT") == BYE
@@ -843,16 +851,9 @@ def test_deep_test_enforce(workdir, backend, test):
 
 @pytest.mark.parametrize("test", list(FAILURES))
 def test_deep_test_ignore_is_a_temporary_pass(workdir, backend, test):
-    data, replies, logged = FAILURES[test]
+    logged = FAILURES[test][2]
     with mxscreen(workdir, backend, {}, deep=deep(test, "ignore")) as mx:
-        c = greeted(mx)
-        c.send(data)
-        got = b""
-        while len(got) < len(replies):
-            got += c.reply()
-        assert got == replies
-        if test != "pipelining":
-            assert c.cmd("MAIL FROM:<a@b>") == MAIL_OK
+        c = fail_in_session(mx, test)
         assert c.cmd("RCPT TO:<c@d>") == R450
         quit_and_close(c)
         c.expect_log([connect_line(c), logged.format(ep=c.ep), noqueue(c, R450, helo=(
