@@ -30,8 +30,10 @@
 #include "log/log.h"
 #include "net/listen.h"
 #include "cache/cache.h"
+#include "dnsbl/dnsbl.h"
 #include "session/session.h"
 #include "session/settings.h"
+#include "session/verdict.h"
 #include "smtp/engine.h"
 #include "util/list.h"
 #include "util/mem.h"
@@ -218,13 +220,6 @@ static void drop_privileges(const struct conf *cf)
 }
 
 /* Warn about enabled tests that this version does not run yet. */
-static void warn_unimplemented(const struct conf *cf)
-{
-    if (*conf_str(cf, P_PSC_DNSBL_SITES))
-        msg_warn("postscreen_dnsbl_sites is set, but this version does not run the DNSBL test "
-                 "yet: no DNS lists are queried");
-}
-
 int main(int argc, char **argv)
 {
     const char *path = NULL;
@@ -293,6 +288,11 @@ int main(int argc, char **argv)
     server.cache = cache;
     log_set_delay_resolution((int)conf_num(cf, P_DELAY_LOGGING_RESOLUTION_LIMIT));
     engine_conf_warnings(st->engine);
+    if (st->enabled & TEST_BIT(TEST_DNSBL)) {
+        server.dnsbl = dnsbl_new(server.base, conf_str(cf, P_MXS_DNS_SERVERS), err, sizeof(err));
+        if (server.dnsbl == NULL)
+            msg_fatal("mxscreen_dns_servers: %s", err);
+    }
     if (cache)
         cache_cleanup_start(cache, server.base, st->cache_cleanup_interval, st->cache_retention,
                             st->enabled);
@@ -313,7 +313,6 @@ int main(int argc, char **argv)
     static const char *const modes[] = {"proxy", "xclient", "pass"};
     msg_info("starting mxscreen %s: hand-off by %s to %s", MXSCREEN_VERSION, modes[st->mode],
              st->backend_name);
-    warn_unimplemented(cf);
     event_base_dispatch(server.base);
 
     msg_info("stopped");
@@ -330,6 +329,7 @@ int main(int argc, char **argv)
     if (server.sessions == 0) {
         iptab_free(server.ips);
         cache_free(server.cache);
+        dnsbl_free(server.dnsbl);
         settings_unref(server.st);
         event_base_free(server.base);
     }

@@ -21,6 +21,7 @@
 #include "handoff/handoff.h"
 #include "log/log.h"
 #include "net/proxy.h"
+#include "dnsbl/dnsbl.h"
 #include "session/session.h"
 #include "session/verdict.h"
 #include "smtp/engine.h"
@@ -35,24 +36,30 @@ enum sstate {
 };
 
 struct session {
-    struct server *srv;      /* shared state */
-    struct settings *st;     /* settings this session started with (a reference) */
-    enum sstate state;       /* where the session is */
-    int fd;                  /* client socket; -1 once handed over */
-    struct endpoint client;  /* real client endpoint */
-    struct endpoint server;  /* real server endpoint */
-    struct ipstate *ip;      /* per-address record, once CONNECT is logged */
-    struct event *ev;        /* SS_UPSTREAM read and time limit */
-    struct handoff *ho;      /* SS_HANDOFF and SS_RELAY */
-    struct engine *eng;      /* SS_ENGINE */
-    struct verdict v;        /* tests due, passed and failed */
-    bool teaser_sent;        /* the "220-" teaser went out (pregreet test) */
-    struct timeval deadline; /* SS_UPSTREAM: end of the time limit */
-    struct timeval phase;    /* SS_EARLY: when the teaser went out */
-    time_t greet_wait;       /* SS_EARLY: postscreen_greet_wait, as stressed then */
-    bool pregreet_done;      /* SS_EARLY: the pregreet test has its answer */
-    bool in_check;           /* counted in srv->check_queue */
-    bool in_post;            /* counted in srv->post_queue */
+    struct server *srv;          /* shared state */
+    struct settings *st;         /* settings this session started with (a reference) */
+    enum sstate state;           /* where the session is */
+    int fd;                      /* client socket; -1 once handed over */
+    struct endpoint client;      /* real client endpoint */
+    struct endpoint server;      /* real server endpoint */
+    struct ipstate *ip;          /* per-address record, once CONNECT is logged */
+    struct event *ev;            /* SS_UPSTREAM read and time limit */
+    struct handoff *ho;          /* SS_HANDOFF and SS_RELAY */
+    struct engine *eng;          /* SS_ENGINE */
+    struct verdict v;            /* tests due, passed and failed */
+    bool teaser_sent;            /* the "220-" teaser went out (pregreet test) */
+    struct timeval deadline;     /* SS_UPSTREAM: end of the time limit */
+    struct timeval phase;        /* SS_EARLY: when the teaser went out */
+    time_t greet_wait;           /* SS_EARLY: postscreen_greet_wait, as stressed then */
+    bool pregreet_done;          /* SS_EARLY: the pregreet test has its answer */
+    struct dnsbl_lookup *lookup; /* SS_EARLY: the DNSBL lookup, until its score is taken */
+    bool dnsbl_taken;            /* the DNSBL score is taken (complete or partial) */
+    int dnsbl_total;             /* ...the score */
+    int dnsbl_ttl;               /* ...its clamped TTL */
+    const char *dnsbl_name;      /* ...the list named in replies */
+    char *dnsbl_reply;           /* the DNSBL reject text (rcpt or final reply) */
+    bool in_check;               /* counted in srv->check_queue */
+    bool in_post;                /* counted in srv->post_queue */
 };
 
 /* Send a reply, best effort: the socket is fresh and the reply small. */
@@ -95,6 +102,9 @@ static void session_free(struct session *s)
 
     if (s->ev)
         event_free(s->ev);
+    if (s->lookup)
+        dnsbl_release(s->lookup, s);
+    free(s->dnsbl_reply);
     if (s->fd >= 0)
         close_client(s->fd);
     if (s->in_check)
@@ -282,27 +292,127 @@ static void early_elapsed(struct session *s, char *buf, size_t len, struct timev
 }
 
 /*
+ * Take the DNSBL score (partial when answers are still out) and apply the
+ * DNSBL allowlist threshold (spec §1.3): a client with no failure whose
+ * score is at most that (negative) threshold skips every other test, and
+ * every other test's expiry is raised to at least the DNSBL TTL.
+ */
+static void take_dnsbl_score(struct session *s)
+{
+    const struct settings *st = s->st;
+    struct verdict *v = &s->v;
+
+    if (s->dnsbl_taken || s->lookup == NULL)
+        return;
+    const struct dnsbl_score *sc = dnsbl_score(s->lookup);
+    s->dnsbl_total = sc->total;
+    s->dnsbl_name = sc->name;
+    s->dnsbl_ttl = dnsbl_score_ttl(sc, st->dnsbl_min_ttl, st->dnsbl_max_ttl);
+    s->dnsbl_taken = true;
+    if (!verdict_any_fail(v) && s->dnsbl_total < st->dnsbl_threshold &&
+        st->dnsbl_allowlist_threshold < 0 && s->dnsbl_total <= st->dnsbl_allowlist_threshold) {
+        time_t until = time(NULL) + s->dnsbl_ttl;
+        for (int t = 0; t < TEST__COUNT; t++) {
+            if (t == TEST_DNSBL)
+                continue;
+            if ((v->todo & TEST_BIT(t)) && !(v->pass & TEST_BIT(t))) {
+                v->pass |= TEST_BIT(t);
+                if (t == TEST_PREGREET)
+                    s->pregreet_done = true;
+            }
+            if (s->ip->stamps[t] < until)
+                s->ip->stamps[t] = until;
+        }
+    }
+}
+
+/* The name of the list in reject texts (copied: the lookup may go). */
+static void dnsbl_reject(struct session *s, const char *code)
+{
+    char buf[512];
+
+    snprintf(buf, sizeof(buf), "%s 5.7.1 Service unavailable; client [%s] blocked using %s\r\n",
+             code, s->client.addr, s->dnsbl_name ? s->dnsbl_name : "(unknown)");
+    free(s->dnsbl_reply);
+    s->dnsbl_reply = xstrdup(buf);
+}
+
+/*
  * The greet wait is over (or nothing is left to wait for): conclude the
- * pregreet test (spec §1.3), then the engine or the hand-off.
+ * pregreet and DNSBL tests (spec §1.3), then the engine or the hand-off.
  */
 static void early_end(struct session *s)
 {
     struct verdict *v = &s->v;
+    const struct settings *st = s->st;
     unsigned bit = TEST_BIT(TEST_PREGREET);
 
     event_free(s->ev);
     s->ev = NULL;
     if ((v->todo & bit) && !(v->fail & bit) && !s->pregreet_done) {
-        s->ip->stamps[TEST_PREGREET] = time(NULL) + s->st->greet_ttl;
+        s->ip->stamps[TEST_PREGREET] = time(NULL) + st->greet_ttl;
         v->pass |= bit;
     }
     /* "ignore": forgotten, not passed; the test is repeated next time. */
-    if ((v->fail & bit) && s->st->greet_action == ACTION_IGNORE)
+    if ((v->fail & bit) && st->greet_action == ACTION_IGNORE)
         v->fail &= ~bit;
+    if (v->todo & TEST_BIT(TEST_DNSBL)) {
+        take_dnsbl_score(s);
+        if (s->lookup) {
+            dnsbl_release(s->lookup, s);
+            s->lookup = NULL;
+        }
+        if (s->dnsbl_total < st->dnsbl_threshold) {
+            s->ip->stamps[TEST_DNSBL] = time(NULL) + s->dnsbl_ttl;
+            v->pass |= TEST_BIT(TEST_DNSBL);
+        } else {
+            msg_info("DNSBL rank %d for [%s]:%s", s->dnsbl_total, s->client.addr, s->client.port);
+            v->fail |= TEST_BIT(TEST_DNSBL);
+            switch (st->dnsbl_action) {
+            case ACTION_DROP:
+                dnsbl_reject(s, "521");
+                drop(s, s->dnsbl_reply);
+                return;
+            case ACTION_ENFORCE:
+                dnsbl_reject(s, "550");
+                v->rcpt_reply = s->dnsbl_reply;
+                v->noforward = true;
+                break;
+            case ACTION_IGNORE:
+                /* Not a pass: the test is repeated next time. */
+                v->fail &= ~TEST_BIT(TEST_DNSBL);
+                break;
+            }
+        }
+    }
     if (v->noforward || (v->pass & TEST_MASK_DEEP) != (v->todo & TEST_MASK_DEEP))
         start_engine(s, false);
     else
         conclude(s);
+}
+
+static void on_early(evutil_socket_t fd, short what, void *arg);
+
+/* End the early phase from the loop (never from under a caller). */
+static void early_end_soon(struct session *s)
+{
+    struct timeval now = {0, 0};
+
+    if (s->ev)
+        event_free(s->ev);
+    s->ev = evtimer_new(s->srv->base, on_early, s);
+    event_add(s->ev, &now);
+}
+
+/* Every DNSBL answer is in. */
+static void on_dnsbl(void *ctx)
+{
+    struct session *s = ctx;
+
+    take_dnsbl_score(s);
+    /* The wait ends now unless the pregreet test still needs its full wait. */
+    if (!(s->v.todo & TEST_BIT(TEST_PREGREET)) || s->pregreet_done)
+        early_end_soon(s);
 }
 
 /* Bytes, the end of the file, or the end of the greet wait. */
@@ -347,8 +457,8 @@ static void on_early(evutil_socket_t fd, short what, void *arg)
         break;
     }
     s->pregreet_done = true;
-    /* Nothing else to wait for (the DNSBL test has no answer pending). */
-    if (d.tv_sec >= s->greet_wait || !(v->todo & TEST_BIT(TEST_DNSBL))) {
+    /* Nothing else to wait for (no DNSBL answer still out)? */
+    if (d.tv_sec >= s->greet_wait || !(v->todo & TEST_BIT(TEST_DNSBL)) || s->dnsbl_taken) {
         early_end(s);
         return;
     }
@@ -392,6 +502,14 @@ static void early_start(struct session *s)
         s->ev = evtimer_new(s->srv->base, on_early, s);
     }
     event_add(s->ev, &tv);
+    if ((v->todo & TEST_BIT(TEST_DNSBL)) && s->srv->dnsbl) {
+        const struct settings *st = s->st;
+        s->lookup = dnsbl_lookup(s->srv->dnsbl, st->dnsbl_sites, s->client.addr, st->dnsbl_timeout,
+                                 st->dnsbl_min_ttl, st->dnsbl_max_ttl, on_dnsbl, s);
+        /* A result still valid from an earlier connection: no wait for it. */
+        if (dnsbl_done(s->lookup))
+            on_dnsbl(s);
+    }
 }
 
 /* The endpoints are known: run the connection flow (spec §1.2 steps 2-10). */

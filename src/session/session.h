@@ -39,6 +39,7 @@ struct server {
     bool respectful_noticed;             /* the respectful_logging notice was logged */
     bool stress;                         /* in STRESS mode (spec §1.10) */
     struct cache *cache;                 /* the temporary allowlist */
+    struct dnsbl *dnsbl;                 /* DNSBL lookups, or NULL */
     void (*on_idle)(struct server *srv); /* called when sessions drops to 0 */
 };
 

@@ -6,6 +6,8 @@
 #include <string.h>
 
 #include "cache/cache.h"
+#include "conf/table.h"
+#include "dnsbl/sites.h"
 #include "log/log.h"
 #include "session/settings.h"
 #include "session/verdict.h"
@@ -84,7 +86,6 @@ struct settings *settings_build(struct conf *cf, char *err, size_t errlen)
         goto fail;
     }
     st->pre_queue_limit = conf_num(cf, P_PSC_PRE_QUEUE_LIMIT);
-    /* The DNSBL test comes with the next version; main warns. */
     st->enabled = 0;
     const char *banner = conf_str(cf, P_PSC_GREET_BANNER);
     if (*banner) {
@@ -94,6 +95,27 @@ struct settings *settings_build(struct conf *cf, char *err, size_t errlen)
         st->enabled |= TEST_BIT(TEST_PREGREET);
     }
     st->greet_ttl = (time_t)conf_num(cf, P_PSC_GREET_TTL);
+    const char *rmap = conf_str(cf, P_PSC_DNSBL_REPLY_MAP);
+    if (*rmap && (st->dnsbl_reply_map = table_open(rmap, e, sizeof(e))) == NULL) {
+        where_err(cf, P_PSC_DNSBL_REPLY_MAP, e, err, errlen);
+        goto fail;
+    }
+    const char *sites = conf_str(cf, P_PSC_DNSBL_SITES);
+    if (*sites) {
+        st->dnsbl_sites = dnsbl_sites_parse(sites, st->dnsbl_reply_map, e, sizeof(e));
+        if (st->dnsbl_sites == NULL) {
+            where_err(cf, P_PSC_DNSBL_SITES, e, err, errlen);
+            goto fail;
+        }
+        if (st->dnsbl_sites->nsites > 0)
+            st->enabled |= TEST_BIT(TEST_DNSBL);
+    }
+    st->dnsbl_threshold = (int)conf_num(cf, P_PSC_DNSBL_THRESHOLD);
+    st->dnsbl_allowlist_threshold = (int)conf_num(cf, P_PSC_DNSBL_ALLOWLIST_THRESHOLD);
+    st->dnsbl_min_ttl = (int)conf_num(cf, P_PSC_DNSBL_MIN_TTL);
+    st->dnsbl_max_ttl = (int)conf_num(cf, P_PSC_DNSBL_MAX_TTL);
+    st->dnsbl_timeout = (time_t)conf_num(cf, P_PSC_DNSBL_TIMEOUT);
+    st->dnsbl_action = settings_action(cf, P_PSC_DNSBL_ACTION);
     st->greet_action = settings_action(cf, P_PSC_GREET_ACTION);
     if (conf_bool(cf, P_PSC_PIPEL_ENABLE))
         st->enabled |= TEST_BIT(TEST_PIPELINING);
@@ -119,6 +141,8 @@ struct settings *settings_build(struct conf *cf, char *err, size_t errlen)
     st->cf = cf;
     return st;
 fail:
+    dnsbl_sites_free(st->dnsbl_sites);
+    table_free(st->dnsbl_reply_map);
     free(st->teaser);
     addrlist_free(st->allow_ifaces);
     addrlist_free(st->mynetworks);
@@ -143,6 +167,8 @@ void settings_unref(struct settings *st)
     addrlist_free(st->mynetworks);
     addrlist_free(st->allow_ifaces);
     engine_conf_free(st->engine);
+    dnsbl_sites_free(st->dnsbl_sites);
+    table_free(st->dnsbl_reply_map);
     free(st->teaser);
     conf_free(st->cf);
     free(st);

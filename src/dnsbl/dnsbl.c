@@ -1,0 +1,466 @@
+/*
+ * dnsbl - DNSBL lookups with c-ares in the libevent loop; see dnsbl.h.
+ *
+ * c-ares tells us which sockets to watch (sock_state_cb); each gets one
+ * persistent libevent event, and one timer follows ares_timeout().  A
+ * lookup lives while a session holds it, while any of its queries is out
+ * (c-ares owns each query's request until its callback), and, once
+ * complete, until its result expires.
+ */
+#include <arpa/inet.h>
+#include <arpa/nameser.h>
+#include <ares.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include "dnsbl/dnsbl.h"
+#include "log/log.h"
+#include "util/list.h"
+#include "util/mem.h"
+
+#define DNSBL_MAX_ADDRS  16 /* A records looked at per answer */
+#define DNSBL_WARN_EVERY 60
+
+struct waiter {
+    dnsbl_fn fn;
+    void *ctx;
+    struct waiter *next;
+};
+
+struct request {
+    struct dnsbl_lookup *l; /* the lookup (alive while any request is out) */
+    size_t domain;          /* index into the sites' domains */
+    bool answered;
+    char qname[300];      /* for messages */
+    struct request *next; /* the lookup's requests */
+};
+
+struct dnsbl_lookup {
+    struct dnsbl *d;
+    const struct dnsbl_sites *sites; /* the settings' sites (outlive the lookup) */
+    char addr[INET6_ADDRSTRLEN];     /* the client address */
+    int refs;                        /* sessions holding it */
+    size_t pending;                  /* queries out */
+    bool done;                       /* every answer is in */
+    time_t expires;                  /* when done: end of the result's validity */
+    time_t timeout;                  /* postscreen_dnsbl_timeout */
+    int min_ttl, max_ttl;            /* postscreen_dnsbl_min_ttl / max_ttl */
+    struct dnsbl_score score;        /* the score so far */
+    struct waiter *waiters;          /* sessions to call back when done */
+    struct request *requests;        /* one per domain */
+    struct event *timer;             /* reply timeout, then expiry */
+    struct dnsbl_lookup *next;       /* all lookups */
+};
+
+struct fdev {
+    int fd;
+    struct event *ev;
+    struct fdev *next;
+};
+
+/* Per-list health: error warnings once a minute, error answers counted. */
+struct listinfo {
+    char *name;
+    time_t last_warning;
+    unsigned long errors;      /* DNS failures */
+    unsigned long error_codes; /* answers in 127.255.255.0/24 or outside 127/8 */
+    struct listinfo *next;
+};
+
+struct dnsbl {
+    struct event_base *base;
+    ares_channel ch;
+    struct event *tmo; /* c-ares's own timeouts */
+    struct fdev *fds;  /* watched sockets */
+    struct dnsbl_lookup *lookups;
+    struct listinfo *lists;
+};
+
+static void process_timeouts(struct dnsbl *d);
+
+/* c-ares's socket or the timer is ready. */
+static void on_ares(evutil_socket_t fd, short what, void *arg)
+{
+    struct dnsbl *d = arg;
+
+    if (what & EV_TIMEOUT) {
+        ares_process_fd(d->ch, ARES_SOCKET_BAD, ARES_SOCKET_BAD);
+    } else {
+        ares_process_fd(d->ch, (what & EV_READ) ? fd : ARES_SOCKET_BAD,
+                        (what & EV_WRITE) ? fd : ARES_SOCKET_BAD);
+    }
+    process_timeouts(d);
+}
+
+/* Follow c-ares's next timeout. */
+static void process_timeouts(struct dnsbl *d)
+{
+    struct timeval buf, *tv = ares_timeout(d->ch, NULL, &buf);
+
+    if (tv)
+        evtimer_add(d->tmo, tv);
+    else
+        evtimer_del(d->tmo);
+}
+
+/* c-ares opens, closes or changes what it wants from a socket. */
+static void on_sock_state(void *data, ares_socket_t fd, int readable, int writable)
+{
+    struct dnsbl *d = data;
+    struct fdev **pp, *f;
+
+    for (pp = &d->fds; (f = *pp) != NULL; pp = &f->next)
+        if (f->fd == fd)
+            break;
+    if (!readable && !writable) {
+        if (f) {
+            event_free(f->ev);
+            *pp = f->next;
+            free(f);
+        }
+        return;
+    }
+    if (f == NULL) {
+        f = xcalloc(1, sizeof(*f));
+        f->fd = fd;
+        f->next = d->fds;
+        d->fds = f;
+    } else {
+        event_free(f->ev);
+    }
+    short what = EV_PERSIST | (readable ? EV_READ : 0) | (writable ? EV_WRITE : 0);
+    f->ev = event_new(d->base, fd, what, on_ares, d);
+    event_add(f->ev, NULL);
+}
+
+/* The resolver; see dnsbl.h. */
+struct dnsbl *dnsbl_new(struct event_base *base, const char *servers, char *err, size_t errlen)
+{
+    struct dnsbl *d = xcalloc(1, sizeof(*d));
+    struct ares_options o;
+    int rc;
+
+    if ((rc = ares_library_init(ARES_LIB_INIT_ALL)) != ARES_SUCCESS) {
+        snprintf(err, errlen, "c-ares: %s", ares_strerror(rc));
+        free(d);
+        return NULL;
+    }
+    memset(&o, 0, sizeof(o));
+    o.sock_state_cb = on_sock_state;
+    o.sock_state_cb_data = d;
+    o.timeout = 2000;
+    o.tries = 2;
+    rc =
+        ares_init_options(&d->ch, &o, ARES_OPT_SOCK_STATE_CB | ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES);
+    if (rc != ARES_SUCCESS) {
+        snprintf(err, errlen, "c-ares: %s", ares_strerror(rc));
+        free(d);
+        return NULL;
+    }
+    if (*servers) {
+        /* c-ares wants a comma-separated list. */
+        char csv[1024] = "";
+        const char *cur = servers, *el;
+        size_t len;
+        while ((el = list_next(&cur, &len)) != NULL) {
+            size_t used = strlen(csv);
+            snprintf(csv + used, sizeof(csv) - used, "%s%.*s", used ? "," : "", (int)len, el);
+        }
+        if ((rc = ares_set_servers_ports_csv(d->ch, csv)) != ARES_SUCCESS) {
+            snprintf(err, errlen, "bad DNS server list \"%s\": %s", servers, ares_strerror(rc));
+            ares_destroy(d->ch);
+            free(d);
+            return NULL;
+        }
+    }
+    d->base = base;
+    d->tmo = evtimer_new(base, on_ares, d);
+    return d;
+}
+
+/* The health record of list NAME. */
+static struct listinfo *list_info(struct dnsbl *d, const char *name)
+{
+    struct listinfo *li;
+
+    for (li = d->lists; li; li = li->next)
+        if (strcmp(li->name, name) == 0)
+            return li;
+    li = xcalloc(1, sizeof(*li));
+    li->name = xstrdup(name);
+    li->next = d->lists;
+    d->lists = li;
+    return li;
+}
+
+/* May this list warn now?  (Once a minute.) */
+static bool may_warn(struct listinfo *li)
+{
+    time_t now = time(NULL);
+
+    if (now - li->last_warning < DNSBL_WARN_EVERY)
+        return false;
+    li->last_warning = now;
+    return true;
+}
+
+/* Free a lookup no one needs: no holder, no query out, result expired. */
+static void lookup_free(struct dnsbl_lookup *l)
+{
+    struct dnsbl *d = l->d;
+
+    for (struct dnsbl_lookup **pp = &d->lookups; *pp; pp = &(*pp)->next)
+        if (*pp == l) {
+            *pp = l->next;
+            break;
+        }
+    while (l->waiters) {
+        struct waiter *w = l->waiters;
+        l->waiters = w->next;
+        free(w);
+    }
+    while (l->requests) {
+        struct request *r = l->requests;
+        l->requests = r->next;
+        free(r);
+    }
+    event_free(l->timer);
+    free(l);
+}
+
+/* Free L if nothing keeps it. */
+static void lookup_maybe_free(struct dnsbl_lookup *l)
+{
+    if (l->refs == 0 && l->pending == 0 && (!l->done || time(NULL) >= l->expires))
+        lookup_free(l);
+}
+
+/* The reply timeout (postscreen's warning), then the end of validity. */
+static void on_lookup_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct dnsbl_lookup *l = arg;
+
+    (void)fd;
+    (void)what;
+    if (!l->done) {
+        for (struct request *r = l->requests; r; r = r->next)
+            if (!r->answered)
+                msg_warn("dnsblog reply timeout %llds for %s", (long long)l->timeout,
+                         l->sites->domains[r->domain].name);
+        return;
+    }
+    lookup_maybe_free(l);
+}
+
+/* Is A (network order) an answer a list gives for its own errors? */
+static bool error_code(const struct in_addr *a)
+{
+    const unsigned char *b = (const unsigned char *)&a->s_addr;
+
+    return b[0] != 127 || (b[1] == 255 && b[2] == 255);
+}
+
+/* One domain's answer. */
+static void on_answer(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
+{
+    struct request *r = arg;
+    struct dnsbl_lookup *l = r->l;
+    struct dnsbl *d = l->d;
+    const char *domain = l->sites->domains[r->domain].name;
+    uint8_t addrs[DNSBL_MAX_ADDRS][4];
+    size_t n = 0;
+    int ttl = -1;
+
+    (void)timeouts;
+    if (status == ARES_EDESTRUCTION || status == ARES_ECANCELLED)
+        return; /* shutting down: dnsbl_free() frees the lookups */
+    r->answered = true;
+    if (status == ARES_SUCCESS) {
+        struct ares_addrttl at[DNSBL_MAX_ADDRS];
+        int na = DNSBL_MAX_ADDRS;
+        if (ares_parse_a_reply(abuf, alen, NULL, at, &na) == ARES_SUCCESS) {
+            bool bad = false;
+            for (int i = 0; i < na; i++) {
+                if (error_code(&at[i].ipaddr)) {
+                    bad = true;
+                    struct listinfo *li = list_info(d, domain);
+                    li->error_codes++;
+                    char text[INET_ADDRSTRLEN];
+                    inet_ntop(AF_INET, &at[i].ipaddr, text, sizeof(text));
+                    if (may_warn(li))
+                        msg_warn("DNSBL %s answered %s for %s: an error code, not a listing; "
+                                 "counted as not listed (%lu error answers so far)",
+                                 domain, text, r->qname, li->error_codes);
+                    break;
+                }
+                memcpy(addrs[n++], &at[i].ipaddr.s_addr, 4);
+                if (ttl < 0 || at[i].ttl < ttl)
+                    ttl = at[i].ttl;
+            }
+            if (bad) {
+                n = 0;
+                ttl = -1;
+            }
+        }
+    } else if (status != ARES_ENOTFOUND && status != ARES_ENODATA) {
+        struct listinfo *li = list_info(d, domain);
+        li->errors++;
+        if (may_warn(li))
+            msg_warn("DNSBL lookup error for DNS query %s: %s; counted as not listed (%lu "
+                     "errors so far)",
+                     r->qname, ares_strerror(status), li->errors);
+    }
+    dnsbl_score_add(&l->score, l->sites, r->domain, (const uint8_t(*)[4])addrs, n, ttl);
+    if (--l->pending > 0)
+        return;
+    /* Complete: valid for the verdict's TTL; tell the sessions waiting. */
+    l->done = true;
+    int valid = dnsbl_score_ttl(&l->score, l->min_ttl, l->max_ttl);
+    l->expires = time(NULL) + valid;
+    struct timeval tv = {valid, 0};
+    evtimer_add(l->timer, &tv);
+    struct waiter *w = l->waiters;
+    l->waiters = NULL;
+    l->refs++; /* callbacks may release */
+    while (w) {
+        struct waiter *next = w->next;
+        w->fn(w->ctx);
+        free(w);
+        w = next;
+    }
+    l->refs--;
+    lookup_maybe_free(l);
+}
+
+/* The query name for ADDR at DOMAIN, or -1 for an address that is neither. */
+static int query_name(char *buf, size_t len, const char *addr, const char *domain)
+{
+    unsigned char b[16];
+
+    if (inet_pton(AF_INET, addr, b) == 1) {
+        snprintf(buf, len, "%u.%u.%u.%u.%s", b[3], b[2], b[1], b[0], domain);
+        return 0;
+    }
+    if (inet_pton(AF_INET6, addr, b) == 1) {
+        static const char hex[] = "0123456789abcdef";
+        size_t k = 0;
+        for (int i = 15; i >= 0 && k + 4 < len; i--) {
+            buf[k++] = hex[b[i] & 15];
+            buf[k++] = '.';
+            buf[k++] = hex[b[i] >> 4];
+            buf[k++] = '.';
+        }
+        snprintf(buf + k, len - k, "%s", domain);
+        return 0;
+    }
+    return -1;
+}
+
+/* Start (or join) the lookup of ADDR; see dnsbl.h. */
+struct dnsbl_lookup *dnsbl_lookup(struct dnsbl *d, const struct dnsbl_sites *sites,
+                                  const char *addr, time_t timeout, int min_ttl, int max_ttl,
+                                  dnsbl_fn fn, void *ctx)
+{
+    struct dnsbl_lookup *l;
+    time_t now = time(NULL);
+
+    for (l = d->lookups; l; l = l->next)
+        if (strcmp(l->addr, addr) == 0 && l->sites == sites && (!l->done || now < l->expires))
+            break;
+    if (l == NULL) {
+        l = xcalloc(1, sizeof(*l));
+        l->d = d;
+        l->sites = sites;
+        snprintf(l->addr, sizeof(l->addr), "%s", addr);
+        l->timeout = timeout;
+        l->min_ttl = min_ttl;
+        l->max_ttl = max_ttl;
+        dnsbl_score_init(&l->score);
+        l->timer = evtimer_new(d->base, on_lookup_timer, l);
+        l->next = d->lookups;
+        d->lookups = l;
+        for (size_t i = 0; i < sites->ndomains; i++) {
+            struct request *r = xcalloc(1, sizeof(*r));
+            r->l = l;
+            r->domain = i;
+            r->next = l->requests;
+            l->requests = r;
+            if (query_name(r->qname, sizeof(r->qname), addr, sites->domains[i].name) < 0) {
+                r->answered = true;
+                continue;
+            }
+            l->pending++;
+            ares_query(d->ch, r->qname, ns_c_in, ns_t_a, on_answer, r);
+        }
+        if (l->pending == 0) {
+            l->done = true;
+            l->expires = now + dnsbl_score_ttl(&l->score, min_ttl, max_ttl);
+        } else {
+            struct timeval tv = {timeout, 0};
+            evtimer_add(l->timer, &tv);
+            process_timeouts(d);
+        }
+    }
+    l->refs++;
+    if (!l->done) {
+        struct waiter *w = xcalloc(1, sizeof(*w));
+        w->fn = fn;
+        w->ctx = ctx;
+        w->next = l->waiters;
+        l->waiters = w;
+    }
+    return l;
+}
+
+/* Every answer is in. */
+bool dnsbl_done(const struct dnsbl_lookup *l)
+{
+    return l->done;
+}
+
+/* The score so far. */
+const struct dnsbl_score *dnsbl_score(const struct dnsbl_lookup *l)
+{
+    return &l->score;
+}
+
+/* A session lets go: no callback for CTX any more. */
+void dnsbl_release(struct dnsbl_lookup *l, void *ctx)
+{
+    for (struct waiter **pp = &l->waiters; *pp; pp = &(*pp)->next)
+        if ((*pp)->ctx == ctx) {
+            struct waiter *w = *pp;
+            *pp = w->next;
+            free(w);
+            break;
+        }
+    l->refs--;
+    lookup_maybe_free(l);
+}
+
+/* Stop: cancel every query and free everything. */
+void dnsbl_free(struct dnsbl *d)
+{
+    if (d == NULL)
+        return;
+    ares_destroy(d->ch);
+    while (d->lookups)
+        lookup_free(d->lookups);
+    while (d->fds) {
+        struct fdev *f = d->fds;
+        d->fds = f->next;
+        event_free(f->ev);
+        free(f);
+    }
+    while (d->lists) {
+        struct listinfo *li = d->lists;
+        d->lists = li->next;
+        free(li->name);
+        free(li);
+    }
+    event_free(d->tmo);
+    free(d);
+    ares_library_cleanup();
+}
