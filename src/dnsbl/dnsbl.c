@@ -262,6 +262,66 @@ static bool error_code(const struct in_addr *a)
     return b[0] != 127 || (b[1] == 255 && b[2] == 255);
 }
 
+/* Skip a (possibly compressed) domain name at *P; false when it runs past END. */
+static bool skip_name(const unsigned char **p, const unsigned char *end)
+{
+    for (int hops = 0; hops < 128; hops++) {
+        if (*p >= end)
+            return false;
+        unsigned len = **p;
+        if (len == 0) {
+            (*p)++;
+            return true;
+        }
+        if ((len & 0xc0) == 0xc0) {
+            if (end - *p < 2)
+                return false;
+            *p += 2; /* a pointer ends the name */
+            return true;
+        }
+        if ((len & 0xc0) != 0 || (size_t)(end - *p) < len + 1u)
+            return false;
+        *p += len + 1;
+    }
+    return false;
+}
+
+/*
+ * The TTL of a negative answer (NXDOMAIN, NODATA), as dnsblog takes it:
+ * the smallest TTL of the SOA records in the authority section (RFC 2308);
+ * -1 when there is none or the message is malformed.
+ */
+static int negative_ttl(const unsigned char *abuf, int alen)
+{
+    const unsigned char *p = abuf, *end = abuf + (alen > 0 ? alen : 0);
+    int ttl = -1;
+
+    if (abuf == NULL || end - p < 12)
+        return -1;
+    unsigned qd = (p[4] << 8) | p[5], an = (p[6] << 8) | p[7], ns = (p[8] << 8) | p[9];
+    p += 12;
+    for (unsigned i = 0; i < qd; i++) {
+        if (!skip_name(&p, end) || end - p < 4)
+            return -1;
+        p += 4;
+    }
+    for (unsigned i = 0; i < an + ns; i++) {
+        if (!skip_name(&p, end) || end - p < 10)
+            return -1;
+        unsigned type = (p[0] << 8) | p[1];
+        unsigned long rr_ttl = ((unsigned long)p[4] << 24) | (p[5] << 16) | (p[6] << 8) | p[7];
+        unsigned rdlen = (p[8] << 8) | p[9];
+        p += 10;
+        if ((unsigned)(end - p) < rdlen)
+            return -1;
+        p += rdlen;
+        if (i >= an && type == 6 /* SOA */ && rr_ttl <= 0x7fffffffUL &&
+            (ttl < 0 || (int)rr_ttl < ttl))
+            ttl = (int)rr_ttl;
+    }
+    return ttl;
+}
+
 /* One domain's answer. */
 static void on_answer(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
 {
@@ -304,7 +364,9 @@ static void on_answer(void *arg, int status, int timeouts, unsigned char *abuf, 
                 ttl = -1;
             }
         }
-    } else if (status != ARES_ENOTFOUND && status != ARES_ENODATA) {
+    } else if (status == ARES_ENOTFOUND || status == ARES_ENODATA) {
+        ttl = negative_ttl(abuf, alen);
+    } else {
         struct listinfo *li = list_info(d, domain);
         li->errors++;
         if (may_warn(li))
@@ -332,30 +394,6 @@ static void on_answer(void *arg, int status, int timeouts, unsigned char *abuf, 
     }
     l->refs--;
     lookup_maybe_free(l);
-}
-
-/* The query name for ADDR at DOMAIN, or -1 for an address that is neither. */
-static int query_name(char *buf, size_t len, const char *addr, const char *domain)
-{
-    unsigned char b[16];
-
-    if (inet_pton(AF_INET, addr, b) == 1) {
-        snprintf(buf, len, "%u.%u.%u.%u.%s", b[3], b[2], b[1], b[0], domain);
-        return 0;
-    }
-    if (inet_pton(AF_INET6, addr, b) == 1) {
-        static const char hex[] = "0123456789abcdef";
-        size_t k = 0;
-        for (int i = 15; i >= 0 && k + 4 < len; i--) {
-            buf[k++] = hex[b[i] & 15];
-            buf[k++] = '.';
-            buf[k++] = hex[b[i] >> 4];
-            buf[k++] = '.';
-        }
-        snprintf(buf + k, len - k, "%s", domain);
-        return 0;
-    }
-    return -1;
 }
 
 /* Start (or join) the lookup of ADDR; see dnsbl.h. */
@@ -387,7 +425,7 @@ struct dnsbl_lookup *dnsbl_lookup(struct dnsbl *d, const struct dnsbl_sites *sit
             r->domain = i;
             r->next = l->requests;
             l->requests = r;
-            if (query_name(r->qname, sizeof(r->qname), addr, sites->domains[i].name) < 0) {
+            if (dnsbl_query_name(r->qname, sizeof(r->qname), addr, sites->domains[i].name) < 0) {
                 r->answered = true;
                 continue;
             }

@@ -1,6 +1,7 @@
 /*
  * sites - DNSBL site syntax, reply filters and scoring; see sites.h.
  */
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
@@ -308,4 +309,28 @@ int dnsbl_score_ttl(const struct dnsbl_score *sc, int min, int max)
     if (ttl > max)
         ttl = max;
     return ttl;
+}
+
+/* The DNSBL query name of ADDR at DOMAIN; -1 for text that is no address. */
+int dnsbl_query_name(char *buf, size_t len, const char *addr, const char *domain)
+{
+    unsigned char b[16];
+
+    if (inet_pton(AF_INET, addr, b) == 1) {
+        snprintf(buf, len, "%u.%u.%u.%u.%s", b[3], b[2], b[1], b[0], domain);
+        return 0;
+    }
+    if (inet_pton(AF_INET6, addr, b) == 1) {
+        static const char hex[] = "0123456789abcdef";
+        size_t k = 0;
+        for (int i = 15; i >= 0 && k + 4 < len; i--) {
+            buf[k++] = hex[b[i] & 15];
+            buf[k++] = '.';
+            buf[k++] = hex[b[i] >> 4];
+            buf[k++] = '.';
+        }
+        snprintf(buf + k, len - k, "%s", domain);
+        return 0;
+    }
+    return -1;
 }

@@ -20,7 +20,9 @@
  * entry with the largest weight names the list; TTLs go to the "fail" or
  * "pass" minimum by the entry's sign and whether the answer was empty.
  * dnsbl_score_ttl() gives the TTL of the verdict, clamped to
- * [min_ttl, max_ttl].
+ * [min_ttl, max_ttl].  dnsbl_query_name() makes the name to ask: the
+ * IPv4 octets reversed, or the 32 nibbles of an IPv6 address reversed,
+ * then the domain.
  */
 #ifndef MXS_DNSBL_SITES_H
 #define MXS_DNSBL_SITES_H
@@ -68,5 +70,6 @@ void dnsbl_score_init(struct dnsbl_score *sc);
 void dnsbl_score_add(struct dnsbl_score *sc, const struct dnsbl_sites *s, size_t domain,
                      const uint8_t (*addrs)[4], size_t naddrs, int ttl);
 int dnsbl_score_ttl(const struct dnsbl_score *sc, int min_ttl, int max_ttl);
+int dnsbl_query_name(char *buf, size_t len, const char *addr, const char *domain);
 
 #endif

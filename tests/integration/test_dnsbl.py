@@ -246,3 +246,41 @@ def test_pregreet_still_waits_the_full_greet_wait(workdir, dns, backend):
         s.close()
     finally:
         mx.stop()
+
+
+def test_not_listed_ttl_is_the_soa_ttl_and_only_expired_tests_repeat(workdir, dns, backend):
+    """An NXDOMAIN's SOA TTL (60 s in the test server) is the DNSBL pass TTL,
+    clamped here to max 2 s; pregreet lasts a day.  Later, only the DNSBL
+    test is due again: no teaser, one more query, PASS OLD."""
+    ip = "127.0.7.13"
+    mx = start(workdir, dns, backend, greet_banner="$smtpd_banner", greet_wait="1s",
+               dnsbl_max_ttl="2s", dnsbl_min_ttl="1s")
+    try:
+        s = mx.connect(src=ip)
+        assert recv_line(s) == b"220-mxscreen.test ESMTP\r\n"
+        mx.wait_for_log(rf"PASS NEW \[{re.escape(ip)}\]:\d+$")
+        s.close()
+        assert dns.asked(ip, "bl.test") == 1
+        time.sleep(3.5)  # expiry times have whole seconds
+        s = handed_off(mx, ip)  # no teaser: pregreet is still valid
+        mx.wait_for_log(rf"PASS OLD \[{re.escape(ip)}\]:\d+$")
+        s.close()
+        assert dns.asked(ip, "bl.test") == 2
+    finally:
+        mx.stop()
+
+
+def test_not_listed_result_lasts_the_soa_ttl(workdir, dns, backend):
+    """RFC 2308: the NXDOMAIN's SOA TTL (60 s here) is how long "not listed"
+    holds, not the 1 s minimum: a client back after 2.5 s is not queried."""
+    ip = "127.0.7.14"
+    mx = start(workdir, dns, backend, dnsbl_min_ttl="1s", dnsbl_max_ttl="1h")
+    try:
+        handed_off(mx, ip).close()
+        mx.wait_for_log(rf"PASS NEW \[{re.escape(ip)}\]:\d+$")
+        time.sleep(2.5)
+        handed_off(mx, ip).close()
+        mx.wait_for_log(rf"PASS OLD \[{re.escape(ip)}\]:\d+$")
+        assert dns.asked(ip, "bl.test") == 1
+    finally:
+        mx.stop()

@@ -280,12 +280,25 @@ static void test_score_table(void **state)
     }
 }
 
+/* The query names of spec §1.7: reversed octets, or 32 reversed nibbles. */
+static void test_query_names(void **state)
+{
+    char buf[300];
+    (void)state;
+    assert_int_equal(dnsbl_query_name(buf, sizeof(buf), "192.0.2.1", "zen.example"), 0);
+    assert_string_equal(buf, "1.2.0.192.zen.example");
+    assert_int_equal(dnsbl_query_name(buf, sizeof(buf), "2001:db8::1", "zen.example"), 0);
+    assert_string_equal(buf, "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2."
+                             "zen.example");
+    assert_int_equal(dnsbl_query_name(buf, sizeof(buf), "not-an-address", "zen.example"), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_table), cmocka_unit_test(test_parse_fields),
         cmocka_unit_test(test_reply_map),   cmocka_unit_test(test_filter_match),
-        cmocka_unit_test(test_score_table),
+        cmocka_unit_test(test_score_table), cmocka_unit_test(test_query_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
