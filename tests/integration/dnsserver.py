@@ -30,9 +30,14 @@ def qname(ip, domain):
 
 
 class FakeDNS:
-    def __init__(self):
+    def __init__(self, port=0):
+        """Listen on 127.0.0.1:PORT (0: any free port); OSError if it is taken."""
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
+        try:
+            self.sock.bind(("127.0.0.1", port))
+        except OSError:
+            self.sock.close()
+            raise
         self.port = self.sock.getsockname()[1]
         self.addr = f"127.0.0.1:{self.port}"
         self.table = {}     # lowercase name -> dict(kind, addrs, ttl, delay)
@@ -54,6 +59,10 @@ class FakeDNS:
 
     def silent(self, ip, domain):
         self._set(ip, domain, dict(kind="silent"))
+
+    def garbage(self, ip, domain):
+        """Answer with the query's ID and then bytes that are no DNS message."""
+        self._set(ip, domain, dict(kind="garbage"))
 
     def asked(self, ip, domain):
         with self.lock:
@@ -81,6 +90,9 @@ class FakeDNS:
                 self.counts[name] = self.counts.get(name, 0) + 1
                 entry = self.table.get(name)
             if entry and entry["kind"] == "silent":
+                continue
+            if entry and entry["kind"] == "garbage":
+                self._send(data[:2] + b"\x81\x80\x00\x01\x00\x05" + b"\xff" * 40, peer)
                 continue
             reply = req.reply()
             if entry is None:

@@ -58,6 +58,23 @@ single process (maxproc 1) and postlogd writes datagrams in arrival order, so
 the order is postscreen's own.  Lines appear shortly *after* the event
 (postlogd is asynchronous): use wait_for_log() instead of reading at once.
 
+DNS (DNSBL comparisons): postscreen's DNSBL lookups are made by dnsblog(8)
+with the system stub resolver, which reads /etc/resolv.conf and cannot be
+given a port.  With ``resolv_conf=PATH`` (a resolv.conf such as
+"nameserver 127.0.0.1" + "options timeout:1 attempts:1"), ``postfix start``
+runs as ``unshare --mount --propagation private -- sh -c 'mount --bind PATH
+/etc/resolv.conf && exec postfix -c CONFIG_DIR start'``: master(8) and all
+the daemons it forks, dnsblog included, live in that private mount
+namespace and see PATH as /etc/resolv.conf; the machine's /etc/resolv.conf
+is not changed and no other process sees the mount.  The namespace goes
+away with its last process (stop() kills them all by PID as usual; reload
+keeps it, since the master stays).  start() checks through
+/proc/MASTER/root that the master really sees PATH.  The DNS server must
+then listen on port 53 of the address in PATH.  PATH must be readable by
+the mail_owner user (dnsblog does not run as root).
+private_resolv_conf_unavailable() says whether this works on this machine
+(root, unshare(1), mount namespaces allowed).
+
 reconfigure(params) rewrites main.cf with a new parameter set (replacing the
 previous ``params``; hostname/smtpd_options stay), deletes the cache and runs
 ``postfix reload``; it returns when the old postscreen process (which still
@@ -80,16 +97,21 @@ from __future__ import annotations
 import atexit
 import os
 import re
+import shutil
 import signal
+import subprocess
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from postfix_backend import (  # noqa: E402
-    PostfixBackend, PostfixError, _proc_starttime, free_port)
+    POSTFIX, PostfixBackend, PostfixError, _proc_starttime, free_port)
 
-__all__ = ["RealPostscreen", "PostfixError"]
+UNSHARE = shutil.which("unshare", path="/usr/bin:/bin:/usr/sbin:/sbin") or "unshare"
+
+__all__ = ["RealPostscreen", "PostfixError", "private_resolv_conf_unavailable"]
 
 
 def _format_options(options: dict) -> str:
@@ -105,17 +127,79 @@ def _format_options(options: dict) -> str:
     return "".join(out)
 
 
+def private_resolv_conf_unavailable() -> str | None:
+    """None if ``resolv_conf=`` can work here (unshare(1) can make a
+    private mount namespace and bind-mount a file over /etc/resolv.conf in
+    it, without the machine's own /etc/resolv.conf changing); else the
+    reason, for a pytest skip."""
+    if os.geteuid() != 0:
+        return "needs root (mount namespaces, Postfix as root)"
+    if not os.path.exists(UNSHARE):
+        return "unshare(1) (util-linux) not installed"
+    try:
+        with open("/etc/resolv.conf", "rb") as f:
+            before = f.read()
+    except OSError as e:
+        return f"cannot read /etc/resolv.conf: {e}"
+    probe = b"# postscreen_ref.py probe\nnameserver 127.0.0.1\n"
+    with tempfile.NamedTemporaryFile(prefix="resolv-probe-") as tmp:
+        tmp.write(probe)
+        tmp.flush()
+        try:
+            r = subprocess.run(
+                [UNSHARE, "--mount", "--propagation", "private", "--",
+                 "/bin/sh", "-c",
+                 'mount --bind "$1" /etc/resolv.conf && cat /etc/resolv.conf',
+                 "sh", tmp.name],
+                capture_output=True, timeout=10, check=False)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            return f"unshare -m failed: {e}"
+    with open("/etc/resolv.conf", "rb") as f:
+        after = f.read()
+    if after != before:  # must never happen with a private namespace
+        raise PostfixError("/etc/resolv.conf changed by the unshare probe")
+    if r.returncode != 0 or r.stdout != probe:
+        return ("unshare -m + mount --bind over /etc/resolv.conf does not "
+                f"work here (exit {r.returncode}): "
+                f"{(r.stderr or r.stdout).decode('utf-8', 'replace').strip()}")
+    return None
+
+
 class _PostscreenInstance(PostfixBackend):
     """PostfixBackend with postscreen in front of a ``smtpd pass`` service
     instead of the three plain/proxy/xclient smtpd listeners."""
 
     def __init__(self, basedir: str, hostname: str, params: dict,
-                 smtpd_options: dict):
+                 smtpd_options: dict, resolv_conf: str | None = None):
         super().__init__(basedir, hostname=hostname)
         self.params = dict(params)
         self.smtpd_options = dict(smtpd_options)
+        self.resolv_conf = resolv_conf
         self.port: int | None = None
         self.keep_port: int | None = None  # reuse this port on restart
+
+    def _postfix(self, *args: str, timeout: float = 30.0):
+        """As the base, but with ``resolv_conf`` set, ``postfix start``
+        runs in a private mount namespace where that file is bind-mounted
+        over /etc/resolv.conf: master(8) and every daemon it forks
+        (postscreen, dnsblog) inherit the namespace and so use that
+        resolver configuration; the rest of the machine does not see the
+        mount (unshare(1) makes the new namespace's mounts private, so
+        nothing propagates back).  reload/stop only signal the master and
+        need no namespace."""
+        if self.resolv_conf is None or args[:1] != ("start",):
+            return super()._postfix(*args, timeout=timeout)
+        script = 'mount --bind "$1" /etc/resolv.conf && shift && exec "$@"'
+        argv = [UNSHARE, "--mount", "--propagation", "private", "--",
+                "/bin/sh", "-c", script, "sh", self.resolv_conf,
+                POSTFIX, "-c", self.config_dir, *args]
+        with tempfile.TemporaryFile() as out:
+            r = subprocess.run(argv, env=self._env(), stdin=subprocess.DEVNULL,
+                               stdout=out, stderr=subprocess.STDOUT,
+                               timeout=timeout, check=False)
+            out.seek(0)
+            r.stdout = out.read().decode("utf-8", "replace")
+        return r
 
     def _main_cf(self) -> str:
         overrides = {
@@ -191,6 +275,8 @@ class RealPostscreen:
     ``params``         main.cf parameters applied last (postscreen_* or any)
     ``hostname``       myhostname; the greeting is "220 <hostname> ESMTP"
     ``smtpd_options``  ``-o`` overrides for the ``smtpd pass`` service
+    ``resolv_conf``    a resolv.conf for the instance's own resolver (see
+                       the module doc, "DNS"); None: the system's
 
     Attributes: ``port`` (set by start()), ``host`` ("127.0.0.1"),
     ``basedir``, ``log_path``, ``cache_path``, ``config_dir``, ``backend``
@@ -202,9 +288,13 @@ class RealPostscreen:
 
     def __init__(self, basedir: str, params: dict | None = None,
                  hostname: str = "mx.example.test",
-                 smtpd_options: dict | None = None):
+                 smtpd_options: dict | None = None,
+                 resolv_conf: str | None = None):
+        if resolv_conf is not None:
+            resolv_conf = os.path.abspath(resolv_conf)
+        self.resolv_conf = resolv_conf
         self.backend = _PostscreenInstance(basedir, hostname, params or {},
-                                           smtpd_options or {})
+                                           smtpd_options or {}, resolv_conf)
         self.basedir = self.backend.basedir
         self.host = self.backend.host
         self.hostname = hostname
@@ -259,6 +349,29 @@ class RealPostscreen:
             atexit.register(self.stop)
             self._atexit_registered = True
         self.backend.start()
+        if self.resolv_conf is not None:
+            self._check_resolver()
+
+    def _check_resolver(self) -> None:
+        """The master (whose namespace its children inherit) must see
+        resolv_conf as /etc/resolv.conf, and this process must not."""
+        with open(self.resolv_conf, "rb") as f:
+            want = f.read()
+        master = self.backend.master_pid
+        try:
+            with open(f"/proc/{master}/root/etc/resolv.conf", "rb") as f:
+                seen = f.read()
+            other_ns = (os.readlink(f"/proc/{master}/ns/mnt")
+                        != os.readlink("/proc/self/ns/mnt"))
+        except OSError as e:
+            self.stop()
+            raise PostfixError(f"cannot check the master's resolv.conf: {e}")
+        if seen != want or not other_ns:
+            self.stop()
+            raise PostfixError(
+                f"master {master} does not use {self.resolv_conf} in a "
+                f"private mount namespace (own namespace: {other_ns}; "
+                f"its /etc/resolv.conf: {seen!r})")
 
     def _config_procs(self) -> dict[int, int]:
         """pid -> starttime of every live process started for this

@@ -284,3 +284,36 @@ def test_not_listed_result_lasts_the_soa_ttl(workdir, dns, backend):
         assert dns.asked(ip, "bl.test") == 1
     finally:
         mx.stop()
+
+
+def test_concurrent_sessions_share_one_lookup(workdir, dns, backend):
+    ip = "127.0.7.15"
+    dns.list(ip, "bl.test", delay=1)
+    mx = start(workdir, dns, backend, dnsbl_action="drop")
+    try:
+        a = mx.connect(src=ip)
+        b = mx.connect(src=ip)
+        for s in (a, b):
+            assert recv_all(s).startswith(b"521 5.7.1 Service unavailable; client [127.0.7.15]")
+        assert dns.asked(ip, "bl.test") == 1
+    finally:
+        mx.stop()
+
+
+@pytest.mark.parametrize("kind", ["huge", "garbage"])
+def test_bad_answers_fail_open_and_service_goes_on(workdir, dns, backend, kind):
+    ip = "127.0.7.16" if kind == "huge" else "127.0.7.17"
+    if kind == "huge":
+        # 120 A records: more than a UDP answer holds (and than mxscreen reads).
+        dns.list(ip, "bl.test", [f"127.0.{i // 250}.{i % 250 + 2}" for i in range(120)])
+    else:
+        dns.garbage(ip, "bl.test")
+    mx = start(workdir, dns, backend, dnsbl_sites="bl.test=127.0.5.5*2", greet_wait="2s")
+    try:
+        handed_off(mx, ip).close()
+        mx.wait_for_log(rf"PASS NEW \[{re.escape(ip)}\]:\d+$", timeout=10)
+        # Another client right after is served normally.
+        handed_off(mx, "127.0.7.18").close()
+        mx.wait_for_log(r"PASS NEW \[127\.0\.7\.18\]:\d+$", timeout=10)
+    finally:
+        mx.stop()
