@@ -144,3 +144,20 @@ def test_no_cache_map_tests_every_time(workdir):
             s.close()
     finally:
         be.close()
+
+
+def test_a_killed_process_leaves_a_readable_cache(workdir):
+    be = SilentBackend()
+    try:
+        mx = Mxscreen(workdir, params(workdir, be), name="killed")
+        mx.start()
+        pass_deep_tests(mx, "127.0.5.8")
+        # No clean shutdown: SIGKILL right after the update.
+        mx.proc.kill()
+        mx.proc.wait()
+        mx.proc = None
+        mx.err.close()
+        with Mxscreen(workdir, params(workdir, be), name="after") as mx2:
+            handed_off(mx2, "127.0.5.8")
+    finally:
+        be.close()

@@ -317,3 +317,35 @@ def test_bad_answers_fail_open_and_service_goes_on(workdir, dns, backend, kind):
         mx.wait_for_log(r"PASS NEW \[127\.0\.7\.18\]:\d+$", timeout=10)
     finally:
         mx.stop()
+
+
+def test_silent_list_times_out_with_postscreens_warning(workdir, dns, backend):
+    ip = "127.0.7.19"
+    dns.silent(ip, "bl.test")
+    mx = start(workdir, dns, backend, dnsbl_timeout="1s", greet_wait="2s")
+    try:
+        t0 = time.time()
+        handed_off(mx, ip).close()
+        mx.wait_for_log(r"warning: dnsblog reply timeout 1s for bl\.test$")
+        # A query that never answers never completes: the whole wait, then a
+        # partial score (the other lists said "not listed").
+        mx.wait_for_log(rf"PASS NEW \[{re.escape(ip)}\]:\d+$")
+        assert time.time() - t0 >= 1.9
+    finally:
+        mx.stop()
+
+
+def test_delisted_client_passes_once_the_listing_expires(workdir, dns, backend):
+    ip = "127.0.7.20"
+    dns.list(ip, "bl.test", ttl=1)
+    mx = start(workdir, dns, backend, dnsbl_action="drop", dnsbl_min_ttl="1s")
+    try:
+        s = mx.connect(src=ip)
+        assert recv_all(s).startswith(b"521 5.7.1 ")
+        dns.delist(ip, "bl.test")
+        time.sleep(2.2)
+        handed_off(mx, ip).close()
+        mx.wait_for_log(rf"PASS NEW \[{re.escape(ip)}\]:\d+$")
+        assert dns.asked(ip, "bl.test") == 2
+    finally:
+        mx.stop()
