@@ -20,7 +20,9 @@
 #include "util/list.h"
 #include "util/mem.h"
 
-#define DNSBL_MAX_ADDRS  16 /* A records looked at per answer */
+#define DNSBL_MAX_ADDRS  16     /* A records looked at per answer */
+#define DNSBL_SLOTS      4096   /* hash chains of lookups, by address */
+#define DNSBL_MAX_KEPT   100000 /* finished results kept for reuse, at most */
 #define DNSBL_WARN_EVERY 60
 
 struct waiter {
@@ -51,7 +53,7 @@ struct dnsbl_lookup {
     struct waiter *waiters;          /* sessions to call back when done */
     struct request *requests;        /* one per domain */
     struct event *timer;             /* reply timeout, then expiry */
-    struct dnsbl_lookup *next;       /* all lookups */
+    struct dnsbl_lookup *next;       /* its hash chain */
 };
 
 struct fdev {
@@ -72,9 +74,10 @@ struct listinfo {
 struct dnsbl {
     struct event_base *base;
     ares_channel ch;
-    struct event *tmo; /* c-ares's own timeouts */
-    struct fdev *fds;  /* watched sockets */
-    struct dnsbl_lookup *lookups;
+    struct event *tmo;                       /* c-ares's own timeouts */
+    struct fdev *fds;                        /* watched sockets */
+    struct dnsbl_lookup *slots[DNSBL_SLOTS]; /* lookups, by address */
+    size_t nlookups;                         /* lookups alive */
     struct listinfo *lists;
 };
 
@@ -206,16 +209,27 @@ static bool may_warn(struct listinfo *li)
     return true;
 }
 
+/* The hash chain of ADDR. */
+static struct dnsbl_lookup **slot(struct dnsbl *d, const char *addr)
+{
+    size_t h = 2166136261u;
+
+    for (const char *p = addr; *p; p++)
+        h = (h ^ (unsigned char)*p) * 16777619u;
+    return &d->slots[h & (DNSBL_SLOTS - 1)];
+}
+
 /* Free a lookup no one needs: no holder, no query out, result expired. */
 static void lookup_free(struct dnsbl_lookup *l)
 {
     struct dnsbl *d = l->d;
 
-    for (struct dnsbl_lookup **pp = &d->lookups; *pp; pp = &(*pp)->next)
+    for (struct dnsbl_lookup **pp = slot(d, l->addr); *pp; pp = &(*pp)->next)
         if (*pp == l) {
             *pp = l->next;
             break;
         }
+    d->nlookups--;
     while (l->waiters) {
         struct waiter *w = l->waiters;
         l->waiters = w->next;
@@ -230,10 +244,14 @@ static void lookup_free(struct dnsbl_lookup *l)
     free(l);
 }
 
-/* Free L if nothing keeps it. */
+/*
+ * Free L if nothing keeps it.  Finished results are kept for reuse until
+ * they expire, unless DNSBL_MAX_KEPT lookups are alive already.
+ */
 static void lookup_maybe_free(struct dnsbl_lookup *l)
 {
-    if (l->refs == 0 && l->pending == 0 && (!l->done || time(NULL) >= l->expires))
+    if (l->refs == 0 && l->pending == 0 &&
+        (!l->done || time(NULL) >= l->expires || l->d->nlookups > DNSBL_MAX_KEPT))
         lookup_free(l);
 }
 
@@ -404,7 +422,8 @@ struct dnsbl_lookup *dnsbl_lookup(struct dnsbl *d, const struct dnsbl_sites *sit
     struct dnsbl_lookup *l;
     time_t now = time(NULL);
 
-    for (l = d->lookups; l; l = l->next)
+    struct dnsbl_lookup **chain = slot(d, addr);
+    for (l = *chain; l; l = l->next)
         if (strcmp(l->addr, addr) == 0 && l->sites == sites && (!l->done || now < l->expires))
             break;
     if (l == NULL) {
@@ -417,8 +436,9 @@ struct dnsbl_lookup *dnsbl_lookup(struct dnsbl *d, const struct dnsbl_sites *sit
         l->max_ttl = max_ttl;
         dnsbl_score_init(&l->score);
         l->timer = evtimer_new(d->base, on_lookup_timer, l);
-        l->next = d->lookups;
-        d->lookups = l;
+        l->next = *chain;
+        *chain = l;
+        d->nlookups++;
         for (size_t i = 0; i < sites->ndomains; i++) {
             struct request *r = xcalloc(1, sizeof(*r));
             r->l = l;
@@ -484,8 +504,9 @@ void dnsbl_free(struct dnsbl *d)
     if (d == NULL)
         return;
     ares_destroy(d->ch);
-    while (d->lookups)
-        lookup_free(d->lookups);
+    for (size_t i = 0; i < DNSBL_SLOTS; i++)
+        while (d->slots[i])
+            lookup_free(d->slots[i]);
     while (d->fds) {
         struct fdev *f = d->fds;
         d->fds = f->next;
