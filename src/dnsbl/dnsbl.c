@@ -340,6 +340,27 @@ static int negative_ttl(const unsigned char *abuf, int alen)
     return ttl;
 }
 
+/* Every answer is in: valid for the verdict's TTL; tell the sessions waiting. */
+static void complete(struct dnsbl_lookup *l)
+{
+    l->done = true;
+    int valid = dnsbl_score_ttl(&l->score, l->min_ttl, l->max_ttl);
+    l->expires = time(NULL) + valid;
+    struct timeval tv = {valid, 0};
+    evtimer_add(l->timer, &tv);
+    struct waiter *w = l->waiters;
+    l->waiters = NULL;
+    l->refs++; /* callbacks may release */
+    while (w) {
+        struct waiter *next = w->next;
+        w->fn(w->ctx);
+        free(w);
+        w = next;
+    }
+    l->refs--;
+    lookup_maybe_free(l);
+}
+
 /* One domain's answer. */
 static void on_answer(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
 {
@@ -393,25 +414,8 @@ static void on_answer(void *arg, int status, int timeouts, unsigned char *abuf, 
                      r->qname, ares_strerror(status), li->errors);
     }
     dnsbl_score_add(&l->score, l->sites, r->domain, (const uint8_t(*)[4])addrs, n, ttl);
-    if (--l->pending > 0)
-        return;
-    /* Complete: valid for the verdict's TTL; tell the sessions waiting. */
-    l->done = true;
-    int valid = dnsbl_score_ttl(&l->score, l->min_ttl, l->max_ttl);
-    l->expires = time(NULL) + valid;
-    struct timeval tv = {valid, 0};
-    evtimer_add(l->timer, &tv);
-    struct waiter *w = l->waiters;
-    l->waiters = NULL;
-    l->refs++; /* callbacks may release */
-    while (w) {
-        struct waiter *next = w->next;
-        w->fn(w->ctx);
-        free(w);
-        w = next;
-    }
-    l->refs--;
-    lookup_maybe_free(l);
+    if (--l->pending == 0)
+        complete(l);
 }
 
 /* Start (or join) the lookup of ADDR; see dnsbl.h. */
@@ -439,6 +443,12 @@ struct dnsbl_lookup *dnsbl_lookup(struct dnsbl *d, const struct dnsbl_sites *sit
         l->next = *chain;
         *chain = l;
         d->nlookups++;
+        /* c-ares may answer inside ares_query() (a bad name, no server):
+         * one pending count for the loop itself keeps the lookup from
+         * completing, or being freed, before every query is out. */
+        l->pending = 1;
+        struct timeval tv = {timeout, 0};
+        evtimer_add(l->timer, &tv);
         for (size_t i = 0; i < sites->ndomains; i++) {
             struct request *r = xcalloc(1, sizeof(*r));
             r->l = l;
@@ -452,14 +462,11 @@ struct dnsbl_lookup *dnsbl_lookup(struct dnsbl *d, const struct dnsbl_sites *sit
             l->pending++;
             ares_query(d->ch, r->qname, ns_c_in, ns_t_a, on_answer, r);
         }
-        if (l->pending == 0) {
-            l->done = true;
-            l->expires = now + dnsbl_score_ttl(&l->score, min_ttl, max_ttl);
-        } else {
-            struct timeval tv = {timeout, 0};
-            evtimer_add(l->timer, &tv);
-            process_timeouts(d);
-        }
+        process_timeouts(d);
+        l->refs++; /* the caller's reference, before completion can free */
+        if (--l->pending == 0)
+            complete(l);
+        l->refs--;
     }
     l->refs++;
     if (!l->done) {

@@ -25,6 +25,8 @@
 #include "session/session.h"
 #include "session/verdict.h"
 #include "smtp/engine.h"
+#include "smtp/reply.h"
+#include "util/sbuf.h"
 #include "util/mem.h"
 
 enum sstate {
@@ -63,12 +65,24 @@ struct session {
 };
 
 /* Send a reply, best effort: the socket is fresh and the reply small. */
-static void reply(struct session *s, const char *text)
+static void reply_raw(struct session *s, const char *text, size_t len)
 {
-    ssize_t n = send(s->fd, text, strlen(text), MSG_NOSIGNAL | MSG_DONTWAIT);
+    ssize_t n = send(s->fd, text, len, MSG_NOSIGNAL | MSG_DONTWAIT);
 
     if (n < 0 && errno != EPIPE && errno != ECONNRESET && errno != EAGAIN)
         msg_warn("write [%s]:%s: %m", s->client.addr, s->client.port);
+}
+
+/* Send a reply with soft_bounce and the reject footer applied, as every
+ * postscreen reply is (the socket is fresh and the reply small). */
+static void reply(struct session *s, const char *text)
+{
+    struct sbuf out = SBUF_INIT;
+    struct reply_peer peer = {s->client.addr, s->client.port};
+
+    reply_format(&out, engine_reply_conf(s->st->engine), text, &peer);
+    reply_raw(s, out.s, out.len);
+    sbuf_free(&out);
 }
 
 /*
@@ -429,9 +443,13 @@ static void on_early(evutil_socket_t fd, short what, void *arg)
     }
     /* Look without taking: the engine reads these bytes as commands. */
     ssize_t n = recv(fd, buf, sizeof(buf) - 1, MSG_PEEK);
-    if (n < 0 && (errno == EAGAIN || errno == EINTR))
-        return;
     early_elapsed(s, t, sizeof(t), &d);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+        /* A one-shot event: watch again for what is left of the wait. */
+        struct timeval left = {s->greet_wait > d.tv_sec ? s->greet_wait - d.tv_sec : 0, 0};
+        event_add(s->ev, &left);
+        return;
+    }
     if (n <= 0) {
         msg_info("HANGUP after %s from [%s]:%s in tests before SMTP handshake", t, s->client.addr,
                  s->client.port);
@@ -612,7 +630,8 @@ static void session_start(struct session *s)
 /* The upstream PROXY header could not be read: 421 and close, no CONNECT. */
 static void upstream_fail(struct session *s)
 {
-    reply(s, "421 4.3.2 No system resources\r\n");
+    /* Before the CONNECT line postscreen writes this raw. */
+    reply_raw(s, "421 4.3.2 No system resources\r\n", strlen("421 4.3.2 No system resources\r\n"));
     session_free(s);
 }
 

@@ -742,7 +742,8 @@ static void finish(struct engine *e)
 {
     struct timeval tv = {ENGINE_DRAIN_TIME, 0};
 
-    if (e->v->hangup || e->ssl) {
+    /* With TLS too: what is drained then is encrypted records, unread. */
+    if (e->v->hangup) {
         engine_close(e);
         return;
     }

@@ -47,6 +47,7 @@ typedef void (*engine_fn)(void *ctx, enum engine_event ev);
 
 struct engine_conf;
 struct engine;
+struct reply_conf;
 
 struct engine_args {
     struct event_base *base;
@@ -65,5 +66,6 @@ struct engine_conf *engine_conf_build(const struct conf *cf, char *err, size_t e
 void engine_conf_free(struct engine_conf *ec);
 void engine_conf_warnings(const struct engine_conf *ec);
 struct engine *engine_start(const struct engine_args *a);
+const struct reply_conf *engine_reply_conf(const struct engine_conf *ec);
 
 #endif

@@ -355,3 +355,9 @@ void engine_conf_free(struct engine_conf *ec)
     tls_server_free(ec->tls);
     free(ec);
 }
+
+/* soft_bounce and the footers, for replies sent outside the engine. */
+const struct reply_conf *engine_reply_conf(const struct engine_conf *ec)
+{
+    return &ec->rc;
+}

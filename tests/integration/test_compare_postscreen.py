@@ -200,6 +200,11 @@ DIALOGUES = [
              + cmds(b"RCPT TO:<c@d>", b"QUIT"), teaser=True,
              params=pregreet(greet_action="enforce", pipelining_enable="yes")),
     Dialogue("pregreet_hangup", [], teaser=True, params=pregreet()),
+    # Replies before the engine get soft_bounce and the footer too.
+    Dialogue("pregreet_drop_soft_bounce_footer", cmds(b"EHLO bot"), teaser=True,
+             params=dict(pregreet(greet_action="drop",
+                                  reject_footer="Footer for $client_address"),
+                         soft_bounce="yes")),
 ]
 
 
