@@ -312,7 +312,13 @@ void cache_put(struct cache *c, const char *addr, const char *record)
     struct entry *e = find(c, addr);
     if (e == NULL) {
         if (c->count >= CACHE_MAX_ENTRIES) {
-            cache_warn(c, "update", addr, MDB_MAP_FULL);
+            time_t now = time(NULL);
+            if (now - c->last_warning >= 60) {
+                c->last_warning = now;
+                msg_warn("cache %s: full (%d entries): %s and other new clients are not "
+                         "remembered",
+                         c->name, CACHE_MAX_ENTRIES, addr);
+            }
             return;
         }
         if (c->count >= c->nslots)
@@ -453,6 +459,10 @@ static void on_cleanup(evutil_socket_t fd, short what, void *arg)
     if (!c->running) {
         c->running = true;
         c->retained = c->dropped = 0;
+        /* Readers left by processes that were killed would pin old pages. */
+        int dead;
+        if (c->env)
+            mdb_reader_check(c->env, &dead);
     }
     int st = 1;
     if (c->env)

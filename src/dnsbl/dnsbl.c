@@ -13,6 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdint.h>
+#include <sys/random.h>
 #include <sys/time.h>
 
 #include "dnsbl/dnsbl.h"
@@ -20,10 +22,11 @@
 #include "util/list.h"
 #include "util/mem.h"
 
-#define DNSBL_MAX_ADDRS  16     /* A records looked at per answer */
-#define DNSBL_SLOTS      4096   /* hash chains of lookups, by address */
-#define DNSBL_MAX_KEPT   100000 /* finished results kept for reuse, at most */
-#define DNSBL_WARN_EVERY 60
+#define DNSBL_MAX_ADDRS    16     /* A records looked at per answer */
+#define DNSBL_SLOTS        4096   /* hash chains of lookups, by address */
+#define DNSBL_MAX_KEPT     100000 /* finished results kept for reuse, at most */
+#define DNSBL_MAX_INFLIGHT 10000  /* lookups with queries out, at most */
+#define DNSBL_WARN_EVERY   60
 
 struct waiter {
     dnsbl_fn fn;
@@ -54,6 +57,7 @@ struct dnsbl_lookup {
     struct request *requests;        /* one per domain */
     struct event *timer;             /* reply timeout, then expiry */
     struct dnsbl_lookup *next;       /* its hash chain */
+    bool inflight;                   /* counted in dnsbl.inflight */
 };
 
 struct fdev {
@@ -77,7 +81,10 @@ struct dnsbl {
     struct event *tmo;                       /* c-ares's own timeouts */
     struct fdev *fds;                        /* watched sockets */
     struct dnsbl_lookup *slots[DNSBL_SLOTS]; /* lookups, by address */
-    size_t nlookups;                         /* lookups alive */
+    size_t seed;                             /* random: chains an attacker can't aim at */
+    size_t inflight;                         /* lookups with queries out */
+    time_t last_busy_warning;
+    size_t nlookups; /* lookups alive */
     struct listinfo *lists;
 };
 
@@ -180,6 +187,9 @@ struct dnsbl *dnsbl_new(struct event_base *base, const char *servers, char *err,
     }
     d->base = base;
     d->tmo = evtimer_new(base, on_ares, d);
+    if (getrandom(&d->seed, sizeof(d->seed), 0) != sizeof(d->seed))
+        d->seed = (size_t)time(NULL) ^ (size_t)(uintptr_t)d;
+    d->seed ^= 0xcbf29ce484222325ULL;
     return d;
 }
 
@@ -212,11 +222,12 @@ static bool may_warn(struct listinfo *li)
 /* The hash chain of ADDR. */
 static struct dnsbl_lookup **slot(struct dnsbl *d, const char *addr)
 {
-    size_t h = 2166136261u;
+    size_t h = d->seed;
 
     for (const char *p = addr; *p; p++)
-        h = (h ^ (unsigned char)*p) * 16777619u;
-    return &d->slots[h & (DNSBL_SLOTS - 1)];
+        h = (h ^ (unsigned char)*p) * 0x100000001b3ULL;
+    h ^= h >> 29;
+    return &d->slots[(h * 0x9e3779b97f4a7c15ULL >> 40) & (DNSBL_SLOTS - 1)];
 }
 
 /* Free a lookup no one needs: no holder, no query out, result expired. */
@@ -230,6 +241,8 @@ static void lookup_free(struct dnsbl_lookup *l)
             break;
         }
     d->nlookups--;
+    if (l->inflight)
+        d->inflight--;
     while (l->waiters) {
         struct waiter *w = l->waiters;
         l->waiters = w->next;
@@ -343,7 +356,17 @@ static int negative_ttl(const unsigned char *abuf, int alen)
 /* Every answer is in: valid for the verdict's TTL; tell the sessions waiting. */
 static void complete(struct dnsbl_lookup *l)
 {
+    /* Only the score is kept for reuse; the queries are over. */
+    while (l->requests) {
+        struct request *r = l->requests;
+        l->requests = r->next;
+        free(r);
+    }
     l->done = true;
+    if (l->inflight) {
+        l->inflight = false;
+        l->d->inflight--;
+    }
     int valid = dnsbl_score_ttl(&l->score, l->min_ttl, l->max_ttl);
     l->expires = time(NULL) + valid;
     struct timeval tv = {valid, 0};
@@ -446,10 +469,23 @@ struct dnsbl_lookup *dnsbl_lookup(struct dnsbl *d, const struct dnsbl_sites *sit
         /* c-ares may answer inside ares_query() (a bad name, no server):
          * one pending count for the loop itself keeps the lookup from
          * completing, or being freed, before every query is out. */
+        /* Bounded: over DNSBL_MAX_INFLIGHT lookups with queries out, a new
+         * client is not looked up (fails open, warned once a minute). */
+        if (d->inflight >= DNSBL_MAX_INFLIGHT) {
+            if (now - d->last_busy_warning >= DNSBL_WARN_EVERY) {
+                d->last_busy_warning = now;
+                msg_warn("DNSBL lookups: %zu in progress, the limit; new clients are not "
+                         "looked up until some finish",
+                         d->inflight);
+            }
+            sites = NULL;
+        }
+        l->inflight = true;
+        d->inflight++;
         l->pending = 1;
         struct timeval tv = {timeout, 0};
         evtimer_add(l->timer, &tv);
-        for (size_t i = 0; i < sites->ndomains; i++) {
+        for (size_t i = 0; sites && i < sites->ndomains; i++) {
             struct request *r = xcalloc(1, sizeof(*r));
             r->l = l;
             r->domain = i;
@@ -462,7 +498,8 @@ struct dnsbl_lookup *dnsbl_lookup(struct dnsbl *d, const struct dnsbl_sites *sit
             l->pending++;
             ares_query(d->ch, r->qname, ns_c_in, ns_t_a, on_answer, r);
         }
-        process_timeouts(d);
+        if (!evtimer_pending(d->tmo, NULL))
+            process_timeouts(d);
         l->refs++; /* the caller's reference, before completion can free */
         if (--l->pending == 0)
             complete(l);
@@ -483,6 +520,14 @@ struct dnsbl_lookup *dnsbl_lookup(struct dnsbl *d, const struct dnsbl_sites *sit
 bool dnsbl_done(const struct dnsbl_lookup *l)
 {
     return l->done;
+}
+
+/* Seconds the finished result stays valid (0 when not finished). */
+int dnsbl_valid_for(const struct dnsbl_lookup *l)
+{
+    time_t left = l->done ? l->expires - time(NULL) : 0;
+
+    return left > 0 ? (int)left : 0;
 }
 
 /* The score so far. */

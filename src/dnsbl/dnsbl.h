@@ -19,9 +19,12 @@
  * list per minute.
  *
  * dnsbl_score() gives the lookup's score so far (partial when some
- * answers are still out).  dnsbl_release() drops the caller's reference
- * and cancels its callback; the lookup itself lives on while queries are
- * out or its result is valid.
+ * answers are still out); dnsbl_valid_for() how long a finished result
+ * still holds (a reused result does not get a fresh TTL).  At most
+ * DNSBL_MAX_INFLIGHT lookups have queries out at once: beyond that a new
+ * client is not looked up (it fails open, with a warning a minute).  dnsbl_release() drops the
+ * caller's reference and cancels its callback; the lookup itself lives on while queries are out or
+ * its result is valid.
  */
 #ifndef MXS_DNSBL_H
 #define MXS_DNSBL_H
@@ -45,6 +48,7 @@ struct dnsbl_lookup *dnsbl_lookup(struct dnsbl *d, const struct dnsbl_sites *sit
                                   dnsbl_fn fn, void *ctx);
 bool dnsbl_done(const struct dnsbl_lookup *l);
 const struct dnsbl_score *dnsbl_score(const struct dnsbl_lookup *l);
+int dnsbl_valid_for(const struct dnsbl_lookup *l);
 void dnsbl_release(struct dnsbl_lookup *l, void *ctx);
 
 #endif

@@ -322,6 +322,9 @@ static void take_dnsbl_score(struct session *s)
     s->dnsbl_total = sc->total;
     s->dnsbl_name = sc->name;
     s->dnsbl_ttl = dnsbl_score_ttl(sc, st->dnsbl_min_ttl, st->dnsbl_max_ttl);
+    /* A result reused from an earlier connection holds only what is left. */
+    if (dnsbl_done(s->lookup) && dnsbl_valid_for(s->lookup) < s->dnsbl_ttl)
+        s->dnsbl_ttl = dnsbl_valid_for(s->lookup);
     s->dnsbl_taken = true;
     if (!verdict_any_fail(v) && s->dnsbl_total < st->dnsbl_threshold &&
         st->dnsbl_allowlist_threshold < 0 && s->dnsbl_total <= st->dnsbl_allowlist_threshold) {
