@@ -69,7 +69,7 @@ struct fdev {
 /* Per-list health: error warnings once a minute, error answers counted. */
 struct listinfo {
     char *name;
-    time_t last_warning;
+    time_t last_warning[2];    /* DNS failures, error-code answers */
     unsigned long errors;      /* DNS failures */
     unsigned long error_codes; /* answers in 127.255.255.0/24 or outside 127/8 */
     struct listinfo *next;
@@ -208,14 +208,14 @@ static struct listinfo *list_info(struct dnsbl *d, const char *name)
     return li;
 }
 
-/* May this list warn now?  (Once a minute.) */
-static bool may_warn(struct listinfo *li)
+/* May this list warn now about KIND (0: failures, 1: error codes)?  Once a minute each. */
+static bool may_warn(struct listinfo *li, int kind)
 {
     time_t now = time(NULL);
 
-    if (now - li->last_warning < DNSBL_WARN_EVERY)
+    if (now - li->last_warning[kind] < DNSBL_WARN_EVERY)
         return false;
-    li->last_warning = now;
+    li->last_warning[kind] = now;
     return true;
 }
 
@@ -411,7 +411,7 @@ static void on_answer(void *arg, int status, int timeouts, unsigned char *abuf, 
                     li->error_codes++;
                     char text[INET_ADDRSTRLEN];
                     inet_ntop(AF_INET, &at[i].ipaddr, text, sizeof(text));
-                    if (may_warn(li))
+                    if (may_warn(li, 1))
                         msg_warn("DNSBL %s answered %s for %s: an error code, not a listing; "
                                  "counted as not listed (%lu error answers so far)",
                                  domain, text, r->qname, li->error_codes);
@@ -431,7 +431,7 @@ static void on_answer(void *arg, int status, int timeouts, unsigned char *abuf, 
     } else {
         struct listinfo *li = list_info(d, domain);
         li->errors++;
-        if (may_warn(li))
+        if (may_warn(li, 0))
             msg_warn("DNSBL lookup error for DNS query %s: %s; counted as not listed (%lu "
                      "errors so far)",
                      r->qname, ares_strerror(status), li->errors);
