@@ -349,3 +349,23 @@ def test_delisted_client_passes_once_the_listing_expires(workdir, dns, backend):
         assert dns.asked(ip, "bl.test") == 2
     finally:
         mx.stop()
+
+
+def test_ipv6_client_is_looked_up_by_its_nibbles(workdir, dns, backend):
+    """An IPv6 client (::1 here) is asked for as 32 reversed nibbles."""
+    import socket
+    from mxs import free_port
+    try:
+        port = free_port("::1")
+    except OSError as e:
+        pytest.skip(f"no IPv6 loopback here: {e}")
+    dns.list("::1", "bl.test")
+    mx = start(workdir, dns, backend, dnsbl_action="drop", mxscreen_listen=f"[::1]:{port}")
+    try:
+        s = socket.create_connection(("::1", port), timeout=10)
+        assert recv_all(s) == (b"521 5.7.1 Service unavailable; client [::1] blocked using "
+                               b"bl.test\r\n")
+        mx.wait_for_log(r"DNSBL rank 2 for \[::1\]:\d+$")
+        assert dns.asked("::1", "bl.test") == 1
+    finally:
+        mx.stop()
