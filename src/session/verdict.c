@@ -97,23 +97,3 @@ bool verdict_all_passed(const struct verdict *v)
 {
     return v->pass != 0 && v->pass == v->todo;
 }
-
-/* postscreen's name of a test, for messages. */
-const char *verdict_test_name(enum test_id t)
-{
-    switch (t) {
-    case TEST_PREGREET:
-        return "pregreet test";
-    case TEST_DNSBL:
-        return "dnsbl test";
-    case TEST_PIPELINING:
-        return "pipelining test";
-    case TEST_NON_SMTP:
-        return "non-smtp test";
-    case TEST_BARE_NEWLINE:
-        return "bare newline test";
-    case TEST__COUNT:
-        break;
-    }
-    return "unknown test";
-}

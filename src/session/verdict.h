@@ -62,6 +62,5 @@ void verdict_parse(const char *text, time_t *stamps);
 size_t verdict_format(char *buf, size_t len, time_t *stamps, unsigned enabled);
 bool verdict_any_fail(const struct verdict *v);
 bool verdict_all_passed(const struct verdict *v);
-const char *verdict_test_name(enum test_id t);
 
 #endif

@@ -266,3 +266,30 @@ class Client:
                 raise AssertionError(f"log of {self.ep}:\n  got      {got!r}\n"
                                      f"  expected {expected!r}")
             time.sleep(0.02)
+
+
+# The SMTP engine's greeting with the tests' settings (myhostname mxscreen.test,
+# smtpd_banner = $myhostname ESMTP), and the log lines every engine dialogue has.
+GREETING = b"220 mxscreen.test ESMTP\r\n"
+
+
+def connect_line(c):
+    return f"CONNECT from {c.ep} to [127.0.0.1]:{c.mx.port}"
+
+
+def hangup_line(c):
+    return re.compile(rf"HANGUP after \d+(\.\d+)? from {re.escape(c.ep)} "
+                      r"in tests after SMTP handshake")
+
+
+def noqueue(c, reply, sender="a@b", rcpt="c@d", proto="ESMTP", helo="x"):
+    """The NOQUEUE line of a rejected RCPT (REPLY as bytes, with CRLF)."""
+    return (f"NOQUEUE: reject: RCPT from {c.ep}: {reply.decode().rstrip()}; "
+            f"from=<{sender}>, to=<{rcpt}>, proto={proto}, helo=<{helo}>")
+
+
+def greet(mx, ip):
+    """A new Client from IP that has read the engine's greeting."""
+    c = Client(mx, ip)
+    assert c.reply() == GREETING
+    return c

@@ -212,32 +212,13 @@ DIALOGUES = [
 # the client side
 
 
-def read_reply(sock, timeout=REPLY_TIMEOUT):
-    """One complete SMTP reply (up to its "ddd " last line), byte by byte so
-    that pipelined replies stay apart.  If the server closes first: what
-    came, then b"<EOF>" (a connection reset counts as a close: whether the
-    kernel sends FIN or RST depends on unread data and timing, not on the
-    daemon's behaviour); if nothing completes in time: then b"<TIMEOUT>"."""
-    sock.settimeout(timeout)
-    buf = b""
-    while True:
-        if buf.endswith(b"\r\n"):
-            last = buf[:-2].rsplit(b"\r\n", 1)[-1]
-            if re.match(rb"^\d{3}(?: |$)", last):
-                return buf
-        try:
-            c = sock.recv(1)
-        except socket.timeout:
-            return buf + b"<TIMEOUT>"
-        except (ConnectionResetError, BrokenPipeError):
-            return buf + b"<EOF>"
-        if not c:
-            return buf + b"<EOF>"
-        buf += c
-
-
 def read_line(sock, timeout=REPLY_TIMEOUT):
-    """One reply line: the "220-" teaser is not a complete reply."""
+    """One reply line, byte by byte so that pipelined replies stay apart
+    (the "220-" teaser is a line, not a complete reply).  If the server
+    closes first: what came, then b"<EOF>" (a connection reset counts as a
+    close: whether the kernel sends FIN or RST depends on unread data and
+    timing, not on the daemon's behaviour); if nothing completes in time:
+    then b"<TIMEOUT>"."""
     sock.settimeout(timeout)
     buf = b""
     while not buf.endswith(b"\r\n"):
@@ -251,6 +232,17 @@ def read_line(sock, timeout=REPLY_TIMEOUT):
             return buf + b"<EOF>"
         buf += c
     return buf
+
+
+def read_reply(sock, timeout=REPLY_TIMEOUT):
+    """One complete SMTP reply: lines up to its "ddd " last line (markers as
+    read_line())."""
+    buf = b""
+    while True:
+        line = read_line(sock, timeout)
+        buf += line
+        if not line.endswith(b"\r\n") or re.match(rb"^\d{3}(?: |\r\n)", line):
+            return buf
 
 
 def run_dialogue(port, src, steps, teaser=False):

@@ -18,9 +18,9 @@ import time
 
 import pytest
 
-from mxs import Client, Mxscreen, SilentBackend, assert_held, vm_rss_kb
+from mxs import (GREETING, Client, Mxscreen, SilentBackend, assert_held, connect_line, greet,
+                 hangup_line, noqueue, vm_rss_kb)
 
-GREETING = b"220 mxscreen.test ESMTP\r\n"
 EHLO_KEYWORDS = ["SIZE 10240000", "VRFY", "ETRN", "ENHANCEDSTATUSCODES", "8BITMIME", "DSN",
                  "SMTPUTF8", "CHUNKING"]
 OK = b"250 2.0.0 Ok\r\n"
@@ -57,31 +57,22 @@ EHLO = ehlo_reply()
 _ips = (f"127.0.{a}.{b}" for a in range(1, 256) for b in range(2, 255))
 
 
+def greeted(mx, ip=None):
+    """A new client that has read the engine's greeting."""
+    return greet(mx, ip or new_ip())
+
+
 def new_ip():
     """A client address no other dialogue of this module uses."""
     return next(_ips)
 
 
-def noqueue(c, reply, sender="a@b", rcpt="c@d", proto="ESMTP", helo="x"):
-    """The NOQUEUE line of a rejected RCPT (REPLY as bytes, with CRLF)."""
-    return (f"NOQUEUE: reject: RCPT from {c.ep}: {reply.decode().rstrip()}; "
-            f"from=<{sender}>, to=<{rcpt}>, proto={proto}, helo=<{helo}>")
 
 
-def connect_line(c):
-    return f"CONNECT from {c.ep} to [127.0.0.1]:{c.mx.port}"
 
 
-def hangup_line(c):
-    return re.compile(rf"HANGUP after \d+(\.\d+)? from {re.escape(c.ep)} "
-                      r"in tests after SMTP handshake")
 
 
-def greeted(mx, ip=None):
-    """A new client that has read the engine's greeting."""
-    c = Client(mx, ip or new_ip())
-    assert c.reply() == GREETING
-    return c
 
 
 def quit_and_close(c):

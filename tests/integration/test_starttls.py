@@ -18,9 +18,9 @@ import time
 
 import pytest
 
-from mxs import Client, Mxscreen, SilentBackend
+from mxs import (Client, Mxscreen, SilentBackend, connect_line, greet, hangup_line,
+                 noqueue)
 
-GREETING = b"220 mxscreen.test ESMTP\r\n"
 KEYWORDS = ["SIZE 10240000", "VRFY", "ETRN", "ENHANCEDSTATUSCODES", "8BITMIME", "DSN",
             "SMTPUTF8", "CHUNKING"]
 OK = b"250 2.0.0 Ok\r\n"
@@ -55,28 +55,21 @@ EHLO_PLAIN = ehlo_reply(False)
 _ips = (f"127.1.{a}.{b}" for a in range(0, 256) for b in range(2, 255))
 
 
+def greeted(mx, ip=None):
+    """A new client that has read the engine's greeting."""
+    return greet(mx, ip or new_ip())
+
+
 def new_ip():
     return next(_ips)
 
 
-def connect_line(c):
-    return f"CONNECT from {c.ep} to [127.0.0.1]:{c.mx.port}"
 
 
-def noqueue(c, reply, helo="x", proto="ESMTP"):
-    return (f"NOQUEUE: reject: RCPT from {c.ep}: {reply.decode().rstrip()}; "
-            f"from=<a@b>, to=<c@d>, proto={proto}, helo=<{helo}>")
 
 
-def hangup_line(c):
-    return re.compile(rf"HANGUP after \d+(\.\d+)? from {re.escape(c.ep)} "
-                      r"in tests after SMTP handshake")
 
 
-def greeted(mx, ip=None):
-    c = Client(mx, ip or new_ip())
-    assert c.reply() == GREETING
-    return c
 
 
 def client_context(minimum=None, maximum=None):

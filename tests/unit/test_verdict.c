@@ -291,12 +291,6 @@ static void test_init_and_fail(void **state)
     v.fail = 0;
     v.other_fail = true;
     assert_true(verdict_any_fail(&v));
-
-    assert_string_equal(verdict_test_name(TEST_PREGREET), "pregreet test");
-    assert_string_equal(verdict_test_name(TEST_DNSBL), "dnsbl test");
-    assert_string_equal(verdict_test_name(TEST_PIPELINING), "pipelining test");
-    assert_string_equal(verdict_test_name(TEST_NON_SMTP), "non-smtp test");
-    assert_string_equal(verdict_test_name(TEST_BARE_NEWLINE), "bare newline test");
 }
 
 int main(void)
