@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "conf/conf.h"
+#include "handoff/probe.h"
 #include "log/log.h"
 #include "net/listen.h"
 #include "cache/cache.h"
@@ -293,6 +294,9 @@ int main(int argc, char **argv)
         if (server.dnsbl == NULL)
             msg_fatal("mxscreen_dns_servers: %s", err);
     }
+    struct probe *probe = NULL;
+    if (st->replay)
+        probe = probe_start(server.base, &server.st, &server.backend_caps);
     if (cache)
         cache_cleanup_start(cache, server.base, st->cache_cleanup_interval, st->cache_retention,
                             st->enabled);
@@ -325,6 +329,7 @@ int main(int argc, char **argv)
     event_free(sigterm);
     event_free(sigint);
     event_free(sighup);
+    probe_free(probe);
     /* Sessions still open at a forced stop are closed by exit(). */
     if (server.sessions == 0) {
         iptab_free(server.ips);

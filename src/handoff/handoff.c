@@ -9,6 +9,7 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,11 +19,16 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <openssl/ssl.h>
+
 #include "handoff/handoff.h"
 #include "handoff/relay.h"
+#include "handoff/tlsrelay.h"
 #include "log/log.h"
 #include "net/proxy.h"
+#include "smtp/caps.h"
 #include "util/mem.h"
+#include "util/sbuf.h"
 
 #define HANDOFF_INBUF 4096
 
@@ -34,12 +40,26 @@ enum hstate {
     HS_XC_EHLO,    /* xclient: reading the EHLO reply */
     HS_XC_XCLIENT, /* xclient: reading the reply to XCLIENT */
     HS_PASS_WAIT,  /* pass: waiting for smtpd to close the socket */
+    HS_RP_GREETING, /* replay, probe: reading the greeting (proxy mode) */
+    HS_RP_HELO,    /* replay, probe: reading the reply to EHLO or HELO */
+    HS_RP_MAIL,    /* replay: reading the reply to MAIL */
+    HS_RP_RCPT,    /* replay: reading the reply to RCPT */
+    HS_RP_REPLIED, /* replay: the reply is the caller's; waiting for the join */
+    HS_RP_JOIN,    /* replay: the client's unread bytes are sent: join */
     HS_RELAY,      /* joined; the relay owns both sockets */
+};
+
+/* What the hand-off is for. */
+enum hkind {
+    HK_CLIENT, /* a client at connect time (handoff_start) */
+    HK_REPLAY, /* a client after the deep tests (handoff_replay) */
+    HK_PROBE,  /* no client: learn the backend's EHLO keywords */
 };
 
 struct handoff {
     struct event_base *base;
     const struct settings *st; /* the session holds the reference */
+    enum hkind kind;
     enum hstate state;
     enum hstate after_write; /* state once out[] is sent */
     int cfd;                 /* client socket */
@@ -49,14 +69,51 @@ struct handoff {
     struct event *ev;        /* the backend socket's event */
     struct event *cev;       /* the client hanging up before the join */
     struct relay *relay;     /* HS_RELAY */
-    char out[600];           /* pending bytes for the backend */
-    size_t outlen, outoff;
+    SSL *ssl;                /* HK_REPLAY: the client's TLS session, or NULL */
+    char *out;               /* pending bytes for the backend */
+    size_t outlen, outoff, outcap;
     char in[HANDOFF_INBUF]; /* backend reply being read */
     size_t inlen;
     char xattrs[256]; /* XCLIENT attributes the backend offers */
+    struct {
+        bool ehlo;
+        char *helo, *mail, *rcpt, *tls_version, *tls_cipher;
+    } rp;                     /* HK_REPLAY: what to replay (copies) */
+    struct ehlo_caps *learn;  /* HK_REPLAY, HK_PROBE: where to note the keywords */
+    char *why;                /* HK_PROBE: the reason of a failure, not logged */
+    size_t whylen;
+    const char *what_refused; /* HK_REPLAY: "MAIL" when the backend refused it */
     handoff_fn fn;
     void *ctx;
 };
+
+/* A warning, or for a probe the reason it failed (its caller logs changes). */
+static void __attribute__((format(printf, 2, 3))) hwarn(struct handoff *h, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    if (h->kind == HK_PROBE) {
+        int saved = errno;
+        vsnprintf(h->why, h->whylen, fmt, ap);
+        errno = saved;
+    } else {
+        vmsg_warn(fmt, ap);
+    }
+    va_end(ap);
+}
+
+/* Free the hand-off's own memory. */
+static void hfree(struct handoff *h)
+{
+    free(h->out);
+    free(h->rp.helo);
+    free(h->rp.mail);
+    free(h->rp.rcpt);
+    free(h->rp.tls_version);
+    free(h->rp.tls_cipher);
+    free(h);
+}
 
 /* Stop watching the backend socket. */
 static void unwatch(struct handoff *h)
@@ -95,7 +152,7 @@ static void fail(struct handoff *h, enum handoff_event ev)
         close(h->bfd);
     handoff_fn fn = h->fn;
     void *ctx = h->ctx;
-    free(h);
+    hfree(h);
     fn(ctx, ev);
 }
 
@@ -107,7 +164,7 @@ static void relay_done(void *ctx, enum relay_end why)
     void *fctx = h->ctx;
 
     (void)why;
-    free(h);
+    hfree(h);
     fn(fctx, HANDOFF_ENDED);
 }
 
@@ -117,14 +174,20 @@ static void join(struct handoff *h)
     unwatch(h);
     unwatch_client(h);
     h->state = HS_RELAY;
-    h->relay = relay_start(h->base, h->cfd, h->bfd, h->st->relay_idle_timeout, relay_done, h);
-    int failed = h->relay == NULL;
+    int failed = 0;
+    if (h->ssl) {
+        tlsrelay_start(h->base, h->ssl, h->cfd, h->bfd, NULL, 0, h->st->relay_idle_timeout,
+                       relay_done, h);
+    } else {
+        h->relay = relay_start(h->base, h->cfd, h->bfd, h->st->relay_idle_timeout, relay_done, h);
+        failed = h->relay == NULL;
+    }
     h->fn(h->ctx, HANDOFF_TAKEN);
     /* The relay owns both sockets now; without one they are closed. */
     if (failed) {
         handoff_fn fn = h->fn;
         void *ctx = h->ctx;
-        free(h);
+        hfree(h);
         fn(ctx, HANDOFF_ENDED);
     }
 }
@@ -134,8 +197,10 @@ static void on_backend(evutil_socket_t fd, short what, void *arg);
 /* Queue TEXT for the backend and go to NEXT once it is sent. */
 static void send_backend(struct handoff *h, const void *text, size_t len, enum hstate next)
 {
-    if (len > sizeof(h->out))
-        msg_panic("handoff: %zu bytes do not fit the output buffer", len);
+    if (len > h->outcap) {
+        h->outcap = len;
+        h->out = xrealloc(h->out, len);
+    }
     memcpy(h->out, text, len);
     h->outlen = len;
     h->outoff = 0;
@@ -165,7 +230,7 @@ static void pass_send(struct handoff *h)
     cm->cmsg_len = CMSG_LEN(sizeof(int));
     memcpy(CMSG_DATA(cm), &h->cfd, sizeof(int));
     if (sendmsg(h->bfd, &msg, MSG_NOSIGNAL) != 1) {
-        msg_warn("cannot pass connection to service %s: %m", h->st->backend_name);
+        hwarn(h, "cannot pass connection to service %s: %m", h->st->backend_name);
         fail(h, HANDOFF_FAIL_PASS);
         return;
     }
@@ -187,13 +252,13 @@ static int read_reply(struct handoff *h)
     ssize_t n = recv(h->bfd, h->in + h->inlen, sizeof(h->in) - 1 - h->inlen, 0);
 
     if (n == 0) {
-        msg_warn("backend %s closed the connection during the hand-off", h->st->backend_name);
+        hwarn(h, "backend %s closed the connection during the hand-off", h->st->backend_name);
         return -1;
     }
     if (n < 0) {
         if (errno == EAGAIN || errno == EINTR)
             return 0;
-        msg_warn("backend %s: read: %m", h->st->backend_name);
+        hwarn(h, "backend %s: read: %m", h->st->backend_name);
         return -1;
     }
     h->inlen += (size_t)n;
@@ -210,7 +275,7 @@ static int read_reply(struct handoff *h)
             (len > 3 && line[3] != ' ' && line[3] != '-' && line[3] != '\r')) {
             char esc[LOG_ESCAPE_BUFSZ];
             log_escape(esc, sizeof(esc), line, len, LOG_PEER_TEXT_MAX);
-            msg_warn("backend %s: malformed reply: %s", h->st->backend_name, esc);
+            hwarn(h, "backend %s: malformed reply: %s", h->st->backend_name, esc);
             return -1;
         }
         if (len == 3 || line[3] != '-') {
@@ -220,7 +285,7 @@ static int read_reply(struct handoff *h)
         line = nl + 1;
     }
     if (h->inlen >= sizeof(h->in) - 1) {
-        msg_warn("backend %s: reply longer than %zu bytes", h->st->backend_name, sizeof(h->in) - 1);
+        hwarn(h, "backend %s: reply longer than %zu bytes", h->st->backend_name, sizeof(h->in) - 1);
         return -1;
     }
     return 0;
@@ -239,7 +304,7 @@ static void unexpected(struct handoff *h, const char *when)
     size_t len = strcspn(h->in, "\r\n");
 
     log_escape(esc, sizeof(esc), h->in, len, LOG_PEER_TEXT_MAX);
-    msg_warn("backend %s %s: %s", h->st->backend_name, when, esc);
+    hwarn(h, "backend %s %s: %s", h->st->backend_name, when, esc);
     fail(h, HANDOFF_FAIL_PASS);
 }
 
@@ -308,12 +373,124 @@ static void xclient_done(struct handoff *h)
         }
         /* A fresh socket takes a greeting at once; anything else is a
          * client that is already gone. */
-        msg_warn("write [%s]:%s: %s", h->client.addr, h->client.port,
+        hwarn(h, "write [%s]:%s: %s", h->client.addr, h->client.port,
                  n < 0 ? strerror(errno) : "short write");
         fail(h, HANDOFF_FAIL_PASS);
         return;
     }
     join(h);
+}
+
+/* Send the PROXY header: the client's endpoints, or for a probe the
+ * probe's own (a truthful header for a connection of mxscreen's own). */
+static void send_proxy_header(struct handoff *h)
+{
+    unsigned char hdr[PROXY_WRITE_MAX];
+    struct proxy_tls tls = {h->rp.tls_version, h->rp.tls_cipher};
+
+    if (h->kind == HK_PROBE) {
+        struct sockaddr_storage ss;
+        socklen_t len = sizeof(ss);
+        if (getsockname(h->bfd, (struct sockaddr *)&ss, &len) < 0 ||
+            endpoint_set(&h->client, (struct sockaddr *)&ss, len) < 0 ||
+            endpoint_set(&h->server, (const struct sockaddr *)&h->st->backend.sa,
+                         h->st->backend.salen) < 0) {
+            hwarn(h, "backend %s: no TCP endpoints for a PROXY header", h->st->backend_name);
+            fail(h, HANDOFF_FAIL_PASS);
+            return;
+        }
+    }
+    size_t n = proxy_write(hdr, sizeof(hdr), h->st->proxy_version, &h->client, &h->server,
+                           h->rp.tls_version ? &tls : NULL);
+    send_backend(h, hdr, n, h->kind == HK_CLIENT ? HS_GREETING : HS_RP_GREETING);
+}
+
+/* Send LINE and CRLF to the backend; go to NEXT once it is sent. */
+static void send_line(struct handoff *h, const char *line, enum hstate next)
+{
+    size_t len = strlen(line);
+    char *buf = xmalloc(len + 2);
+
+    memcpy(buf, line, len);
+    memcpy(buf + len, "\r\n", 2);
+    send_backend(h, buf, len + 2, next);
+    free(buf);
+}
+
+/* Replay the client's EHLO or HELO (a probe's own EHLO); then MAIL. */
+static void send_helo(struct handoff *h)
+{
+    struct sbuf line = SBUF_INIT;
+
+    h->inlen = 0;
+    if (h->kind == HK_PROBE) {
+        sbuf_printf(&line, "EHLO %.250s", h->st->myhostname);
+    } else if (h->rp.helo) {
+        sbuf_printf(&line, "%s %s", h->rp.ehlo ? "EHLO" : "HELO", h->rp.helo);
+    } else {
+        /* The client sent neither: nor does the backend hear one. */
+        send_line(h, h->rp.mail, HS_RP_MAIL);
+        return;
+    }
+    send_line(h, line.s, HS_RP_HELO);
+    sbuf_free(&line);
+}
+
+/* Note what the backend offers; log when that changed. */
+static void learn_caps(struct handoff *h, const struct ehlo_caps *caps)
+{
+    if (h->learn == NULL || caps_same(h->learn, caps))
+        return;
+    char names[512];
+    caps_names(names, sizeof(names), caps->mask);
+    if (caps->size > 0)
+        msg_info("backend %s offers EHLO keywords: %s (SIZE %lld)", h->st->backend_name, names,
+                 caps->size);
+    else
+        msg_info("backend %s offers EHLO keywords: %s", h->st->backend_name, names);
+    *h->learn = *caps;
+}
+
+/* The reply to EHLO or HELO is in: learn, check, go on to MAIL. */
+static void helo_done(struct handoff *h)
+{
+    bool ehlo = h->kind == HK_PROBE || h->rp.ehlo;
+    struct ehlo_caps caps = {0};
+
+    if (reply_code(h) != 250) {
+        unexpected(h, ehlo ? "refused EHLO" : "refused HELO");
+        return;
+    }
+    if (ehlo && caps_parse(&caps, h->in, h->inlen))
+        learn_caps(h, &caps);
+    if (h->kind == HK_PROBE) {
+        /* Done: say goodbye without waiting for the answer. */
+        (void)send(h->bfd, "QUIT\r\n", 6, MSG_NOSIGNAL | MSG_DONTWAIT);
+        fail(h, HANDOFF_ENDED);
+        return;
+    }
+    /* What the client's MAIL and RCPT use, the backend must offer. */
+    unsigned missing = caps_needed(h->rp.mail) | caps_needed(h->rp.rcpt);
+    if (ehlo)
+        missing &= ~caps.mask;
+    if (missing) {
+        char names[256];
+        caps_names(names, sizeof(names), missing);
+        hwarn(h, "backend %s does not offer %s, which [%s]:%s uses", h->st->backend_name, names,
+              h->client.addr, h->client.port);
+        fail(h, HANDOFF_FAIL_PASS);
+        return;
+    }
+    h->inlen = 0;
+    send_line(h, h->rp.mail, HS_RP_MAIL);
+}
+
+/* The backend's answer for the client is in h->in: the caller's turn. */
+static void replied(struct handoff *h)
+{
+    unwatch(h);
+    h->state = HS_RP_REPLIED;
+    h->fn(h->ctx, HANDOFF_REPLIED);
 }
 
 /* The backend socket is ready, or its time limit passed. */
@@ -325,14 +502,14 @@ static void on_backend(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     if (what & EV_TIMEOUT) {
         if (h->state == HS_CONNECTING) {
-            msg_warn("cannot connect to service %s: Connection timed out", h->st->backend_name);
+            hwarn(h, "cannot connect to service %s: Connection timed out", h->st->backend_name);
             fail(h, HANDOFF_FAIL_CONNECT);
         } else if (h->state == HS_PASS_WAIT) {
-            msg_warn("timeout sending connection to service %s", h->st->backend_name);
+            hwarn(h, "timeout sending connection to service %s", h->st->backend_name);
             close(h->cfd);
             fail(h, HANDOFF_ENDED);
         } else {
-            msg_warn("backend %s: timeout during the hand-off of [%s]:%s", h->st->backend_name,
+            hwarn(h, "backend %s: timeout during the hand-off of [%s]:%s", h->st->backend_name,
                      h->client.addr, h->client.port);
             fail(h, HANDOFF_FAIL_PASS);
         }
@@ -345,16 +522,14 @@ static void on_backend(evutil_socket_t fd, short what, void *arg)
         if (getsockopt(h->bfd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
             err = errno;
         if (err != 0) {
-            msg_warn("cannot connect to service %s: %s", h->st->backend_name, strerror(err));
+            hwarn(h, "cannot connect to service %s: %s", h->st->backend_name, strerror(err));
             fail(h, HANDOFF_FAIL_CONNECT);
             return;
         }
         if (h->st->mode == HANDOFF_PASS) {
             pass_send(h);
         } else if (h->st->mode == HANDOFF_PROXY) {
-            unsigned char hdr[PROXY_WRITE_MAX];
-            size_t n = proxy_write(hdr, sizeof(hdr), h->st->proxy_version, &h->client, &h->server);
-            send_backend(h, hdr, n, HS_GREETING);
+            send_proxy_header(h);
         } else {
             h->state = HS_XC_BANNER;
             watch(h, EV_READ | EV_PERSIST, h->st->backend_timeout, on_backend);
@@ -366,7 +541,7 @@ static void on_backend(evutil_socket_t fd, short what, void *arg)
         if (n < 0 && (errno == EAGAIN || errno == EINTR))
             return;
         if (n <= 0) {
-            msg_warn("%s service %s: %m",
+            hwarn(h, "%s service %s: %m",
                      h->st->mode == HANDOFF_PASS ? "cannot pass connection to" : "write to backend",
                      h->st->backend_name);
             fail(h, HANDOFF_FAIL_PASS);
@@ -376,6 +551,10 @@ static void on_backend(evutil_socket_t fd, short what, void *arg)
         if (h->outoff < h->outlen)
             return;
         h->state = h->after_write;
+        if (h->state == HS_RP_JOIN) {
+            join(h);
+            return;
+        }
         watch(h, EV_READ | EV_PERSIST, h->st->backend_timeout, on_backend);
         return;
     }
@@ -385,7 +564,7 @@ static void on_backend(evutil_socket_t fd, short what, void *arg)
         if (n < 0 && (errno == EAGAIN || errno == EINTR))
             return;
         if (n <= 0) {
-            msg_warn("backend %s closed the connection before its greeting%s%s",
+            hwarn(h, "backend %s closed the connection before its greeting%s%s",
                      h->st->backend_name, n < 0 ? ": " : "", n < 0 ? strerror(errno) : "");
             fail(h, HANDOFF_FAIL_PASS);
             return;
@@ -406,7 +585,8 @@ static void on_backend(evutil_socket_t fd, short what, void *arg)
         char ehlo[300];
         int elen = snprintf(ehlo, sizeof(ehlo), "EHLO %.250s\r\n", h->st->myhostname);
         h->inlen = 0;
-        send_backend(h, ehlo, (size_t)elen, HS_XC_EHLO);
+        /* A probe learns from this EHLO, before any XCLIENT. */
+        send_backend(h, ehlo, (size_t)elen, h->kind == HK_PROBE ? HS_RP_HELO : HS_XC_EHLO);
         return;
     case HS_XC_EHLO:
         if ((rc = read_reply(h)) <= 0) {
@@ -419,7 +599,7 @@ static void on_backend(evutil_socket_t fd, short what, void *arg)
             return;
         }
         if (!find_xclient(h)) {
-            msg_warn("backend %s does not offer XCLIENT to mxscreen (Postfix: list mxscreen's "
+            hwarn(h, "backend %s does not offer XCLIENT to mxscreen (Postfix: list mxscreen's "
                      "address in smtpd_authorized_xclient_hosts)",
                      h->st->backend_name);
             fail(h, HANDOFF_FAIL_PASS);
@@ -437,8 +617,57 @@ static void on_backend(evutil_socket_t fd, short what, void *arg)
             unexpected(h, "refused XCLIENT");
             return;
         }
-        xclient_done(h);
+        if (h->kind == HK_REPLAY)
+            send_helo(h);
+        else
+            xclient_done(h);
         return;
+    case HS_RP_GREETING:
+        if ((rc = read_reply(h)) <= 0) {
+            if (rc < 0)
+                fail(h, HANDOFF_FAIL_PASS);
+            return;
+        }
+        if (reply_code(h) != 220) {
+            unexpected(h, "greeted with");
+            return;
+        }
+        send_helo(h);
+        return;
+    case HS_RP_HELO:
+        if ((rc = read_reply(h)) <= 0) {
+            if (rc < 0)
+                fail(h, HANDOFF_FAIL_PASS);
+            return;
+        }
+        helo_done(h);
+        return;
+    case HS_RP_MAIL:
+        if ((rc = read_reply(h)) <= 0) {
+            if (rc < 0)
+                fail(h, HANDOFF_FAIL_PASS);
+            return;
+        }
+        if (h->in[0] != '2') {
+            /* The client hears the refusal as is, then talks to the backend. */
+            h->what_refused = "MAIL";
+            replied(h);
+            return;
+        }
+        h->inlen = 0;
+        send_line(h, h->rp.rcpt, HS_RP_RCPT);
+        return;
+    case HS_RP_RCPT:
+        if ((rc = read_reply(h)) <= 0) {
+            if (rc < 0)
+                fail(h, HANDOFF_FAIL_PASS);
+            return;
+        }
+        replied(h);
+        return;
+    case HS_RP_REPLIED:
+    case HS_RP_JOIN:
+        break;
     case HS_PASS_WAIT: {
         char buf[64];
         ssize_t n = recv(h->bfd, buf, sizeof(buf), 0);
@@ -454,7 +683,7 @@ static void on_backend(evutil_socket_t fd, short what, void *arg)
         h->bfd = -1;
         handoff_fn fn = h->fn;
         void *ctx = h->ctx;
-        free(h);
+        hfree(h);
         fn(ctx, HANDOFF_TAKEN);
         fn(ctx, HANDOFF_ENDED);
         return;
@@ -492,36 +721,35 @@ static void on_connect_failed(evutil_socket_t fd, short what, void *arg)
     fail(arg, HANDOFF_FAIL_CONNECT);
 }
 
-/* Start handing off CLIENT_FD; see handoff.h. */
-struct handoff *handoff_start(struct event_base *base, const struct settings *st, int client_fd,
-                              const struct endpoint *client, const struct endpoint *server,
-                              handoff_fn fn, void *ctx)
+/* A new hand-off of KIND: connect to the backend (failures are reported
+ * from the loop). */
+static struct handoff *hstart(struct event_base *base, const struct settings *st, enum hkind kind,
+                              char *why, size_t whylen, handoff_fn fn, void *ctx)
 {
     struct handoff *h = xcalloc(1, sizeof(*h));
 
     h->base = base;
     h->st = st;
-    h->cfd = client_fd;
-    h->client = *client;
-    h->server = *server;
+    h->kind = kind;
+    h->why = why;
+    h->whylen = whylen;
+    h->cfd = -1;
     h->fn = fn;
     h->ctx = ctx;
     h->state = HS_CONNECTING;
     h->bfd = socket(st->backend.sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (h->bfd < 0) {
-        msg_warn("cannot connect to service %s: socket: %m", st->backend_name);
+        hwarn(h, "cannot connect to service %s: socket: %m", st->backend_name);
         goto later;
     }
     if (connect(h->bfd, (const struct sockaddr *)&st->backend.sa, st->backend.salen) < 0 &&
         errno != EINPROGRESS) {
-        msg_warn("cannot connect to service %s: %m", st->backend_name);
+        hwarn(h, "cannot connect to service %s: %m", st->backend_name);
         close(h->bfd);
         h->bfd = -1;
         goto later;
     }
     watch(h, EV_WRITE, st->connect_timeout, on_backend);
-    h->cev = event_new(base, client_fd, EV_READ | EV_PERSIST | EV_ET, on_client, h);
-    event_add(h->cev, NULL);
     return h;
 later:
     /* Report the failure from the loop, not from inside the caller. */
@@ -531,4 +759,89 @@ later:
         event_add(h->ev, &zero);
     }
     return h;
+}
+
+/* Start handing off CLIENT_FD; see handoff.h. */
+struct handoff *handoff_start(struct event_base *base, const struct settings *st, int client_fd,
+                              const struct endpoint *client, const struct endpoint *server,
+                              handoff_fn fn, void *ctx)
+{
+    struct handoff *h = hstart(base, st, HK_CLIENT, NULL, 0, fn, ctx);
+
+    h->cfd = client_fd;
+    h->client = *client;
+    h->server = *server;
+    if (h->bfd >= 0) {
+        h->cev = event_new(base, client_fd, EV_READ | EV_PERSIST | EV_ET, on_client, h);
+        event_add(h->cev, NULL);
+    }
+    return h;
+}
+
+static char *dup_or_null(const char *s)
+{
+    return s ? xstrdup(s) : NULL;
+}
+
+/* Replay a client after the deep tests; see handoff.h. */
+struct handoff *handoff_replay(struct event_base *base, const struct settings *st,
+                               const struct endpoint *client, const struct endpoint *server,
+                               const struct handoff_replay *r, struct ehlo_caps *learn,
+                               handoff_fn fn, void *ctx)
+{
+    struct handoff *h = hstart(base, st, HK_REPLAY, NULL, 0, fn, ctx);
+
+    h->client = *client;
+    h->server = *server;
+    h->learn = learn;
+    h->rp.ehlo = r->ehlo;
+    h->rp.helo = dup_or_null(r->helo);
+    h->rp.mail = xstrdup(r->mail);
+    h->rp.rcpt = xstrdup(r->rcpt);
+    h->rp.tls_version = dup_or_null(r->tls_version);
+    h->rp.tls_cipher = dup_or_null(r->tls_cipher);
+    return h;
+}
+
+/* Ask the backend for its EHLO keywords; see handoff.h. */
+struct handoff *handoff_probe(struct event_base *base, const struct settings *st,
+                              struct ehlo_caps *learn, char *why, size_t whylen, handoff_fn fn,
+                              void *ctx)
+{
+    why[0] = '\0';
+    struct handoff *h = hstart(base, st, HK_PROBE, why, whylen, fn, ctx);
+
+    h->learn = learn;
+    return h;
+}
+
+/* The backend's reply for the client (HANDOFF_REPLIED); see handoff.h. */
+const char *handoff_reply(const struct handoff *h, size_t *len, const char **refused)
+{
+    *len = h->inlen;
+    *refused = h->what_refused;
+    return h->in;
+}
+
+/* Join the replayed client; see handoff.h. */
+void handoff_join(struct handoff *h, int client_fd, SSL *ssl, const char *pending, size_t npending)
+{
+    if (h->state != HS_RP_REPLIED)
+        msg_panic("handoff_join: not waiting for a join (state %d)", (int)h->state);
+    h->cfd = client_fd;
+    h->ssl = ssl;
+    if (npending > 0)
+        send_backend(h, pending, npending, HS_RP_JOIN);
+    else
+        join(h);
+}
+
+/* Abandon a hand-off without a report (a probe at exit); see handoff.h. */
+void handoff_cancel(struct handoff *h)
+{
+    unwatch(h);
+    unwatch_client(h);
+    if (h->bfd >= 0)
+        close(h->bfd);
+    hfree(h);
 }

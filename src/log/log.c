@@ -139,6 +139,12 @@ void msg_warn(const char *fmt, ...)
     va_end(ap);
 }
 
+/* msg_warn() with a va_list. */
+void vmsg_warn(const char *fmt, va_list ap)
+{
+    log_vline(LOG_WARNING, "warning: ", fmt, ap);
+}
+
 /* Log a fatal error and exit 1: for configuration and start-up only. */
 void msg_fatal(const char *fmt, ...)
 {

@@ -19,6 +19,7 @@
 #ifndef MXS_LOG_H
 #define MXS_LOG_H
 
+#include <stdarg.h>
 #include <stddef.h>
 
 enum log_target {
@@ -38,6 +39,7 @@ void log_close(void);
 
 void msg_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void msg_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void vmsg_warn(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0)));
 void msg_fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 void msg_panic(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 

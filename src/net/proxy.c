@@ -214,8 +214,49 @@ static uint16_t port_of(const struct endpoint *ep)
  * Write a v1 or v2 header for CLIENT talking to SERVER into BUF; returns its
  * length (0 if CAP is too small).  Mixed families are sent as IPv6.
  */
+/* Append one TLV of TYPE with LEN bytes of VALUE at P; returns the end. */
+static unsigned char *tlv(unsigned char *p, unsigned type, const void *value, size_t len)
+{
+    p[0] = (unsigned char)type;
+    p[1] = (unsigned char)(len >> 8);
+    p[2] = (unsigned char)len;
+    memcpy(p + 3, value, len);
+    return p + 3 + len;
+}
+
+/* The length of the SSL TLV for TLS (0 for none). */
+static size_t ssl_tlv_len(const struct proxy_tls *tls)
+{
+    if (tls == NULL)
+        return 0;
+    size_t vlen = strnlen(tls->version ? tls->version : "", PROXY_TLS_TEXT_MAX);
+    size_t clen = strnlen(tls->cipher ? tls->cipher : "", PROXY_TLS_TEXT_MAX);
+    return 3 + 5 + (vlen ? 3 + vlen : 0) + (clen ? 3 + clen : 0);
+}
+
+/* The PP2_TYPE_SSL TLV for TLS at P; returns the end. */
+static unsigned char *ssl_tlv(unsigned char *p, const struct proxy_tls *tls)
+{
+    unsigned char *start = p, *q = p + 3;
+    size_t vlen = strnlen(tls->version ? tls->version : "", PROXY_TLS_TEXT_MAX);
+    size_t clen = strnlen(tls->cipher ? tls->cipher : "", PROXY_TLS_TEXT_MAX);
+
+    *q++ = 0x01;                  /* PP2_CLIENT_SSL */
+    memcpy(q, "\0\0\0\1", 4); /* verify: no client certificate */
+    q += 4;
+    if (vlen)
+        q = tlv(q, 0x21, tls->version, vlen); /* PP2_SUBTYPE_SSL_VERSION */
+    if (clen)
+        q = tlv(q, 0x23, tls->cipher, clen); /* PP2_SUBTYPE_SSL_CIPHER */
+    size_t len = (size_t)(q - start - 3);
+    start[0] = 0x20; /* PP2_TYPE_SSL */
+    start[1] = (unsigned char)(len >> 8);
+    start[2] = (unsigned char)len;
+    return q;
+}
+
 size_t proxy_write(unsigned char *buf, size_t cap, int version, const struct endpoint *client,
-                   const struct endpoint *server)
+                   const struct endpoint *server, const struct proxy_tls *tls)
 {
     bool v4 = client->sa.ss_family == AF_INET && server->sa.ss_family == AF_INET;
     unsigned char ca[16], sa[16];
@@ -237,7 +278,7 @@ size_t proxy_write(unsigned char *buf, size_t cap, int version, const struct end
         return n > 0 && (size_t)n < cap ? (size_t)n : 0;
     }
     size_t alen = v4 ? 12 : 36;
-    if (cap < 16 + alen)
+    if (cap < 16 + alen + ssl_tlv_len(tls))
         return 0;
     memcpy(buf, v2sig, 12);
     buf[12] = 0x21; /* version 2, PROXY */
@@ -256,5 +297,11 @@ size_t proxy_write(unsigned char *buf, size_t cap, int version, const struct end
     }
     memcpy(a, &cp, 2);
     memcpy(a + 2, &sp, 2);
-    return 16 + alen;
+    a += 4;
+    if (tls)
+        a = ssl_tlv(a, tls);
+    size_t len = (size_t)(a - buf - 16);
+    buf[14] = (unsigned char)(len >> 8);
+    buf[15] = (unsigned char)len;
+    return 16 + len;
 }

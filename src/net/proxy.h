@@ -12,7 +12,10 @@
  * UNKNOWN family is refused, as postscreen does, so that address-based
  * access control cannot be bypassed.  v2 TLVs are skipped.
  *
- * proxy_write() builds the header mxscreen sends to its backend.
+ * proxy_write() builds the header mxscreen sends to its backend; with
+ * TLS facts, a v2 header carries a PP2_TYPE_SSL TLV (client flag SSL,
+ * verify 1: no client certificate) with the version and cipher sub-TLVs.
+ * v1 has no room for them.
  *
  * Pure functions over (pointer, length); no allocation, no I/O.
  */
@@ -26,8 +29,16 @@
 
 /* postscreen peeks at most this many bytes for the header. */
 #define PROXY_PEEK_MAX 536
-/* The longest header proxy_write() makes (v2 over IPv6: 16 + 36). */
-#define PROXY_WRITE_MAX 108
+/* The longest header proxy_write() makes (v2 over IPv6: 16 + 36, and the
+ * SSL TLV: 3 + 5 + 3 + 32 + 3 + 64). */
+#define PROXY_WRITE_MAX 176
+#define PROXY_TLS_TEXT_MAX 64
+
+/* TLS facts for the v2 SSL TLV (longer texts are cut). */
+struct proxy_tls {
+    const char *version; /* e.g. "TLSv1.3" */
+    const char *cipher;  /* e.g. "TLS_AES_256_GCM_SHA384" */
+};
 
 enum proxy_status {
     PROXY_MORE, /* a valid prefix: wait for more bytes */
@@ -47,6 +58,6 @@ struct proxy_result {
 
 enum proxy_status proxy_parse(const unsigned char *buf, size_t len, struct proxy_result *r);
 size_t proxy_write(unsigned char *buf, size_t cap, int version, const struct endpoint *client,
-                   const struct endpoint *server);
+                   const struct endpoint *server, const struct proxy_tls *tls);
 
 #endif

@@ -62,6 +62,7 @@ struct session {
     char *dnsbl_reply;           /* the DNSBL reject text (rcpt or final reply) */
     bool in_check;               /* counted in srv->check_queue */
     bool in_post;                /* counted in srv->post_queue */
+    bool concluded;              /* PASS NEW/OLD logged and the cache updated */
 };
 
 /* Send a reply, best effort: the socket is fresh and the reply small. */
@@ -182,7 +183,10 @@ static void on_handoff(void *ctx, enum handoff_event ev)
         s->fd = -1;
         session_free(s);
         return;
+    case HANDOFF_REPLIED:
+        break;
     }
+    msg_panic("session: hand-off event %d out of place", (int)ev);
 }
 
 /* Hand the client to the backend. */
@@ -216,6 +220,10 @@ static void log_verdict(struct session *s)
 {
     struct verdict *v = &s->v;
 
+    /* A replay concluded already; what follows a failed one is retry talk. */
+    if (s->concluded)
+        return;
+    s->concluded = true;
     if (verdict_any_fail(v))
         v->pass = 0;
     if (verdict_all_passed(v))
@@ -241,12 +249,75 @@ static void conclude(struct session *s)
     disconnect(s);
 }
 
+/* First line of the backend's reply TEXT, for the log. */
+static void first_line(char *buf, size_t len, const char *text, size_t tlen)
+{
+    log_escape(buf, len, text, strcspn(text, "\r\n") < tlen ? strcspn(text, "\r\n") : tlen,
+               LOG_PEER_TEXT_MAX);
+}
+
+/* The replay to the backend reports progress. */
+static void on_replay(void *ctx, enum handoff_event ev)
+{
+    struct session *s = ctx;
+    struct server *srv = s->srv;
+
+    switch (ev) {
+    case HANDOFF_FAIL_CONNECT:
+    case HANDOFF_FAIL_PASS:
+        /* postscreen's way: the RCPT reply says "come back"; the client
+         * is allowlisted by now, so its retry goes straight through. */
+        s->ho = NULL;
+        srv->post_queue--;
+        s->in_post = false;
+        msg_warn("replay of [%s]:%s to %s failed: the client is told to try again", s->client.addr,
+                 s->client.port, s->st->backend_name);
+        engine_replay_done(s->eng, NULL, 0);
+        return;
+    case HANDOFF_REPLIED: {
+        size_t len;
+        const char *refused;
+        const char *text = handoff_reply(s->ho, &len, &refused);
+        char esc[LOG_ESCAPE_BUFSZ];
+        first_line(esc, sizeof(esc), text, len);
+        msg_info("REPLAY [%s]:%s to %s: %s %s", s->client.addr, s->client.port,
+                 s->st->backend_name, refused ? "MAIL refused:" : "RCPT", esc);
+        engine_replay_done(s->eng, text, len);
+        return;
+    }
+    case HANDOFF_TAKEN:
+    case HANDOFF_ENDED:
+        on_handoff(ctx, ev);
+        return;
+    }
+}
+
 /* A session that is over: DISCONNECT now, free when the engine has closed. */
 static void on_engine(void *ctx, enum engine_event ev)
 {
     struct session *s = ctx;
 
     switch (ev) {
+    case ENGINE_REPLAY: {
+        /* Every due test passed at RCPT: PASS NEW and the cache, then the
+         * backend hears the client's EHLO, MAIL and RCPT. */
+        const struct engine_replay *r = engine_replay_info(s->eng);
+        struct handoff_replay hr = {r->ehlo, r->helo, r->mail, r->rcpt, r->tls_version,
+                                    r->tls_cipher};
+        log_verdict(s);
+        s->srv->post_queue++;
+        s->in_post = true;
+        s->ho = handoff_replay(s->srv->base, s->st, &s->client, &s->server, &hr,
+                               &s->srv->backend_caps, on_replay, s);
+        return;
+    }
+    case ENGINE_DETACHED: {
+        /* The backend's reply is out: the relay takes the client. */
+        const struct engine_handover *ho = engine_handover(s->eng);
+        s->eng = NULL;
+        handoff_join(s->ho, ho->fd, ho->ssl, ho->pending, ho->npending);
+        return;
+    }
     case ENGINE_END:
         log_verdict(s);
         msg_info("DISCONNECT [%s]:%s", s->client.addr, s->client.port);
@@ -275,6 +346,7 @@ static void start_engine(struct session *s, bool x21)
         .v = &s->v,
         .stamps = s->ip->stamps,
         .stress = &s->srv->stress,
+        .backend = &s->srv->backend_caps,
         .x21 = x21,
         .fn = on_engine,
         .ctx = s,

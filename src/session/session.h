@@ -27,6 +27,7 @@
 #include "cache/cache.h"
 #include "session/ipstate.h"
 #include "session/settings.h"
+#include "smtp/caps.h"
 
 struct server {
     struct event_base *base;             /* the event loop */
@@ -40,6 +41,7 @@ struct server {
     bool stress;                         /* in STRESS mode (spec §1.10) */
     struct cache *cache;                 /* the temporary allowlist */
     struct dnsbl *dnsbl;                 /* DNSBL lookups, or NULL */
+    struct ehlo_caps backend_caps;       /* the backend's EHLO keywords (replay) */
     void (*on_idle)(struct server *srv); /* called when sessions drops to 0 */
 };
 

@@ -77,6 +77,9 @@ struct settings *settings_build(struct conf *cf, char *err, size_t errlen)
     st->connect_timeout = (time_t)conf_num(cf, P_MXS_BACKEND_CONNECT_TIMEOUT);
     st->backend_timeout = (time_t)conf_num(cf, P_MXS_BACKEND_TIMEOUT);
     st->relay_idle_timeout = (time_t)conf_num(cf, P_MXS_RELAY_IDLE_TIMEOUT);
+    /* The pass service takes a fresh socket: nothing to replay into. */
+    st->replay = conf_num(cf, P_MXS_DEEP_TEST_HANDOFF) == 0 && st->mode != HANDOFF_PASS;
+    st->probe_interval = (time_t)conf_num(cf, P_MXS_BACKEND_PROBE_INTERVAL);
     st->client_limit = conf_num(cf, P_PSC_CLIENT_CONNECTION_COUNT_LIMIT);
     st->post_queue_limit = conf_num(cf, P_PSC_POST_QUEUE_LIMIT);
     st->denylist_action = settings_action(cf, P_PSC_DENYLIST_ACTION);

@@ -69,6 +69,8 @@ struct settings {
     time_t connect_timeout;           /* mxscreen_backend_connect_timeout */
     time_t backend_timeout;           /* mxscreen_backend_timeout */
     time_t relay_idle_timeout;        /* mxscreen_relay_idle_timeout */
+    bool replay;                      /* mxscreen_deep_test_handoff = replay, not in pass mode */
+    time_t probe_interval;            /* mxscreen_backend_probe_interval */
     long long client_limit;           /* postscreen_client_connection_count_limit */
     long long post_queue_limit;       /* postscreen_post_queue_limit */
     enum psc_action denylist_action;  /* postscreen_denylist_action */

@@ -25,6 +25,7 @@
 #include <openssl/ssl.h>
 
 #include "log/log.h"
+#include "smtp/caps.h"
 #include "smtp/engine_int.h"
 #include "smtp/parse.h"
 #include "smtp/reader.h"
@@ -43,6 +44,14 @@ enum io_state {
     IO_TLS,           /* TLS established */
 };
 
+/* Where a replay to the backend stands (mxscreen_deep_test_handoff). */
+enum replay_state {
+    REPLAY_NONE,     /* no replay under way */
+    REPLAY_WAIT,     /* paused at RCPT while the backend is asked */
+    REPLAY_FALLBACK, /* the backend failed: answer RCPT as postscreen does */
+    REPLAY_JOIN,     /* send the backend's reply, then hand the socket over */
+};
+
 /* Which socket readiness an SSL call is waiting for. */
 enum want {
     WANT_NONE,
@@ -58,6 +67,7 @@ struct engine {
     struct verdict *v;            /* the session's verdict */
     time_t *stamps;               /* the client's expiry stamps */
     const bool *stress;           /* the server's stress state */
+    const struct ehlo_caps *backend; /* what the backend offers, or NULL */
     engine_fn fn;                 /* progress report */
     void *ctx;                    /* FN's context */
     struct event *ev;             /* socket readiness */
@@ -75,6 +85,14 @@ struct engine {
     size_t out_off;               /* first unsent byte of out */
     char *helo;                   /* HELO/EHLO argument, or NULL */
     char *sender;                 /* MAIL FROM address, or NULL */
+    bool ehlo;                    /* the client said EHLO (not HELO) */
+    const char *line;             /* the command line being executed */
+    char *mail_line;              /* the MAIL command line, for a replay */
+    char *rcpt_line;              /* the RCPT command line being replayed */
+    enum replay_state replay;     /* a replay under way */
+    bool replayed;                /* a replay was tried in this session */
+    struct engine_replay info;    /* ENGINE_REPLAY: what to replay */
+    struct engine_handover handover; /* ENGINE_DETACHED: what the caller takes */
     const char *proto;            /* SMTP or ESMTP */
     const char *where;            /* last command name, for log lines */
     long long command_count;      /* commands seen */
@@ -112,10 +130,38 @@ static void engine_close(struct engine *e)
     sbuf_free(&e->out);
     free(e->helo);
     free(e->sender);
+    free(e->mail_line);
+    free(e->rcpt_line);
     engine_fn fn = e->fn;
     void *ctx = e->ctx;
     free(e);
     fn(ctx, ENGINE_CLOSED);
+}
+
+/*
+ * The backend has the client: give the socket, its TLS session and the
+ * unread input to the caller, and free the engine without closing.
+ */
+static void detach(struct engine *e)
+{
+    event_free(e->ev);
+    event_free(e->timer);
+    e->handover = (struct engine_handover){
+        .fd = e->fd,
+        .ssl = e->ssl,
+        .pending = e->in + e->in_off,
+        .npending = e->in_len - e->in_off,
+    };
+    engine_fn fn = e->fn;
+    void *ctx = e->ctx;
+    fn(ctx, ENGINE_DETACHED);
+    reader_free(&e->rd);
+    sbuf_free(&e->out);
+    free(e->helo);
+    free(e->sender);
+    free(e->mail_line);
+    free(e->rcpt_line);
+    free(e);
 }
 
 /*
@@ -215,6 +261,11 @@ static void update_events(struct engine *e)
 
     if (e->out_off < e->out.len)
         what |= e->write_want == WANT_READ ? EV_READ : EV_WRITE;
+    /* While the backend is asked, nothing moves; then only the reply. */
+    if (e->replay == REPLAY_WAIT)
+        what = 0;
+    if (e->replay != REPLAY_NONE)
+        goto done;
     /* Lines held back while output was paused: resume when it can flow. */
     if (!e->ended && e->in_off < e->in_len)
         what |= EV_WRITE;
@@ -223,6 +274,7 @@ static void update_events(struct engine *e)
     else if (!e->ended && e->io != IO_TLS_PENDING && e->in_off == e->in_len &&
              e->out.len - e->out_off <= ENGINE_OUT_PAUSE)
         what |= e->read_want == WANT_WRITE ? EV_WRITE : EV_READ;
+done:
     event_del(e->ev);
     if (what) {
         event_assign(e->ev, e->base, e->fd, what, on_io, e);
@@ -299,6 +351,13 @@ static void set_str(char **field, const char *s)
     *field = s ? xstrdup(s) : NULL;
 }
 
+/* Forget the mail transaction (HELO, EHLO, RSET, TLS). */
+static void reset_mail(struct engine *e)
+{
+    set_str(&e->sender, NULL);
+    set_str(&e->mail_line, NULL);
+}
+
 /* Command handlers: return false when the session ended. */
 
 static bool cmd_helo(struct engine *e, char *args)
@@ -310,7 +369,8 @@ static bool cmd_helo(struct engine *e, char *args)
         return true;
     }
     set_str(&e->helo, name);
-    set_str(&e->sender, NULL);
+    reset_mail(e);
+    e->ehlo = false;
     send_reply(e, e->cf->helo_reply);
     return true;
 }
@@ -327,20 +387,30 @@ static bool cmd_ehlo(struct engine *e, char *args)
         return true;
     }
     set_str(&e->helo, name);
-    set_str(&e->sender, NULL);
+    reset_mail(e);
+    e->ehlo = true;
     e->proto = "ESMTP";
     for (size_t i = 0; i < cf->ndiscard_maps && words == NULL; i++)
         words = table_lookup_addr(cf->discard_maps[i], &e->client);
-    if (words && (mask = ehlo_mask_parse(words)) != cf->discard_mask) {
-        if (mask && !(mask & EHLO_SILENT)) {
-            char names[512];
-            ehlo_mask_str(names, sizeof(names), mask);
-            msg_info("[%s]%s: discarding EHLO keywords: %s", e->client.addr, e->client.port, names);
-        }
+    mask = words ? ehlo_mask_parse(words) : cf->discard_mask;
+    if (words && mask != cf->discard_mask && mask && !(mask & EHLO_SILENT)) {
+        char names[512];
+        ehlo_mask_str(names, sizeof(names), mask);
+        msg_info("[%s]%s: discarding EHLO keywords: %s", e->client.addr, e->client.port, names);
+    }
+    /* A client that may be replayed is promised only what the backend
+     * offers too, and a SIZE it will accept. */
+    long long size = cf->message_size_limit;
+    if (cf->replay && e->backend && e->backend->known) {
+        mask |= EHLO_BACKEND_DEPENDENT & ~e->backend->mask;
+        if (e->backend->size > 0 && (size <= 0 || e->backend->size < size))
+            size = e->backend->size;
+    }
+    if (mask != cf->discard_mask || size != cf->message_size_limit) {
         if (e->io == IO_TLS)
             mask |= EHLO_STARTTLS;
         struct sbuf b = SBUF_INIT;
-        ehlo_format(&b, cf, mask);
+        ehlo_format(&b, cf, mask, size);
         send_reply(e, b.s);
         sbuf_free(&b);
         e->ehlo_discard_mask = mask;
@@ -397,9 +467,14 @@ static bool cmd_mail(struct engine *e, char *args)
     }
     free(e->sender);
     e->sender = smtp_extract_addr(colon + 1);
+    set_str(&e->mail_line, e->line);
     send_reply(e, "250 2.1.0 Ok\r\n");
     return true;
 }
+
+static bool replay_due(const struct engine *e);
+static void pause_for_replay(struct engine *e);
+static void rcpt_reject(struct engine *e, const char *addr);
 
 static bool cmd_rcpt(struct engine *e, char *args)
 {
@@ -413,7 +488,46 @@ static bool cmd_rcpt(struct engine *e, char *args)
         send_reply(e, "501 5.5.4 Syntax: RCPT TO:<address>\r\n");
         return true;
     }
-    char *rcpt = smtp_extract_addr(colon + 1);
+    /* Every due test has now passed: ask the backend (engine.h). */
+    if (replay_due(e)) {
+        pause_for_replay(e);
+        return true;
+    }
+    rcpt_reject(e, colon + 1);
+    return true;
+}
+
+/* Is this the moment to replay the client to the backend? */
+static bool replay_due(const struct engine *e)
+{
+    const struct verdict *v = e->v;
+
+    return e->cf->replay && !e->replayed && !e->x21 && !v->noforward && !verdict_any_fail(v) &&
+           verdict_all_passed(v) && e->mail_line != NULL;
+}
+
+/* Stop reading and executing until engine_replay_done(). */
+static void pause_for_replay(struct engine *e)
+{
+    e->replayed = true;
+    e->replay = REPLAY_WAIT;
+    set_str(&e->rcpt_line, e->line);
+    evtimer_del(e->timer);
+    e->info = (struct engine_replay){
+        .ehlo = e->ehlo,
+        .helo = e->helo,
+        .mail = e->mail_line,
+        .rcpt = e->rcpt_line,
+        .tls_version = e->io == IO_TLS ? SSL_get_version(e->ssl) : NULL,
+        .tls_cipher = e->io == IO_TLS ? SSL_get_cipher_name(e->ssl) : NULL,
+    };
+    e->fn(e->ctx, ENGINE_REPLAY);
+}
+
+/* Refuse the recipient ADDR as postscreen does, with its NOQUEUE line. */
+static void rcpt_reject(struct engine *e, const char *addr)
+{
+    char *rcpt = smtp_extract_addr(addr);
     char reply[512], from[512], to[512], helo[512];
     reply_soften(reply, sizeof(reply), e->v->rcpt_reply, e->cf->rc.soft_bounce);
     smtp_log_address(from, sizeof(from), e->sender, e->cf->info_internal);
@@ -424,7 +538,6 @@ static bool cmd_rcpt(struct engine *e, char *args)
              e->client.addr, e->client.port, reply, from, to, e->proto, helo);
     free(rcpt);
     send_reply(e, e->v->rcpt_reply);
-    return true;
 }
 
 static bool cmd_data(struct engine *e, char *args)
@@ -456,7 +569,7 @@ static bool cmd_bdat(struct engine *e, char *args)
 static bool cmd_rset(struct engine *e, char *args)
 {
     (void)args;
-    set_str(&e->sender, NULL);
+    reset_mail(e);
     send_reply(e, "250 2.0.0 Ok\r\n");
     return true;
 }
@@ -553,6 +666,8 @@ static bool execute(struct engine *e, const char *line, size_t len)
         }
     }
 
+    /* The whole line, as a replay repeats it (tokens are cut in place). */
+    char *whole = xstrdup(buf);
     char *args = buf;
     char *command = smtp_next_token(&args);
     if (command == NULL)
@@ -608,12 +723,18 @@ static bool execute(struct engine *e, const char *line, size_t len)
         send_reply(e, "502 5.5.2 Error: command not recognized\r\n");
     } else if (cf->enforce_tls && e->io != IO_TLS && !(cmd->flags & CMD_PRE_TLS)) {
         send_reply(e, "530 5.7.0 Must issue a STARTTLS command first\r\n");
-    } else if (!cmd->action(e, args)) {
-        goto done;
+    } else {
+        e->line = whole;
+        bool more = cmd->action(e, args);
+        e->line = NULL;
+        if (!more)
+            goto done;
     }
-    arm_command_timer(e);
+    if (e->replay == REPLAY_NONE)
+        arm_command_timer(e);
     go_on = true;
 done:
+    free(whole);
     free(buf);
     return go_on;
 }
@@ -633,8 +754,8 @@ static bool bare_newline(struct engine *e, const char *line, size_t len)
 /* Execute the complete lines in the read buffer, as far as output allows. */
 static void process(struct engine *e)
 {
-    while (!e->ended && e->io != IO_TLS_PENDING && e->in_off < e->in_len &&
-           e->out.len - e->out_off <= ENGINE_OUT_PAUSE) {
+    while (!e->ended && e->replay == REPLAY_NONE && e->io != IO_TLS_PENDING &&
+           e->in_off < e->in_len && e->out.len - e->out_off <= ENGINE_OUT_PAUSE) {
         size_t used;
         enum reader_status st =
             reader_feed(&e->rd, e->in + e->in_off, e->in_len - e->in_off, &used);
@@ -656,7 +777,7 @@ static void process(struct engine *e)
         if (!go_on)
             break;
     }
-    if (e->in_off == e->in_len)
+    if (e->in_off == e->in_len && e->replay == REPLAY_NONE)
         e->in_off = e->in_len = 0;
 }
 
@@ -705,7 +826,7 @@ static bool handshake(struct engine *e)
         e->read_want = WANT_NONE;
         /* A new session in TLS: forget HELO and MAIL, as postscreen does. */
         set_str(&e->helo, NULL);
-        set_str(&e->sender, NULL);
+        reset_mail(e);
         if (tls_log_level(e->cf->tls) >= 1) {
             int bits = SSL_get_cipher_bits(e->ssl, NULL);
             msg_info("Anonymous TLS connection established from [%s]:%s: %s with cipher %s "
@@ -791,6 +912,8 @@ static void maybe_start_tls(struct engine *e)
  */
 static bool write_out(struct engine *e)
 {
+    if (e->replay == REPLAY_WAIT)
+        return false;
     if (e->out_off < e->out.len && !flush(e)) {
         if (e->ended)
             engine_close(e);
@@ -822,6 +945,19 @@ static void on_io(evutil_socket_t fd, short what, void *arg)
     (void)what;
     if (e->draining) {
         drain(e);
+        return;
+    }
+    if (e->replay == REPLAY_FALLBACK) {
+        e->replay = REPLAY_NONE;
+        rcpt_reject(e, strchr(e->rcpt_line, ':') + 1);
+        arm_command_timer(e);
+    } else if (e->replay == REPLAY_JOIN) {
+        /* A client gone by now is the relay's to notice. */
+        if (e->out_off < e->out.len && flush(e) && e->out_off < e->out.len) {
+            update_events(e);
+            return;
+        }
+        detach(e);
         return;
     }
     for (;;) {
@@ -900,6 +1036,7 @@ struct engine *engine_start(const struct engine_args *a)
     e->v = v;
     e->stamps = a->stamps;
     e->stress = a->stress;
+    e->backend = a->backend;
     e->fn = a->fn;
     e->ctx = a->ctx;
     e->x21 = a->x21;
@@ -926,4 +1063,33 @@ struct engine *engine_start(const struct engine_args *a)
     else
         update_events(e);
     return e;
+}
+
+/* What to replay; valid from ENGINE_REPLAY to engine_replay_done(). */
+const struct engine_replay *engine_replay_info(const struct engine *e)
+{
+    return &e->info;
+}
+
+/* The backend answered (REPLY, LEN bytes) or failed (NULL); see engine.h. */
+void engine_replay_done(struct engine *e, const char *reply, size_t len)
+{
+    if (e->replay != REPLAY_WAIT)
+        msg_panic("engine_replay_done: no replay under way");
+    if (reply) {
+        sbuf_addn(&e->out, reply, len);
+        e->replay = REPLAY_JOIN;
+    } else {
+        e->replay = REPLAY_FALLBACK;
+    }
+    /* Carry on from the loop, never from under the caller. */
+    event_del(e->ev);
+    event_assign(e->ev, e->base, e->fd, EV_WRITE, on_io, e);
+    event_active(e->ev, EV_WRITE, 0);
+}
+
+/* What the caller takes over; valid during ENGINE_DETACHED only. */
+const struct engine_handover *engine_handover(const struct engine *e)
+{
+    return &e->handover;
 }

@@ -69,8 +69,9 @@ void ehlo_mask_str(char *buf, size_t len, unsigned mask)
     }
 }
 
-/* Format the EHLO reply for the keywords not in MASK (spec §3.3 order). */
-void ehlo_format(struct sbuf *out, const struct engine_conf *ec, unsigned mask)
+/* Format the EHLO reply for the keywords not in MASK (spec §3.3 order),
+ * with SIZE's limit SIZE (0: none). */
+void ehlo_format(struct sbuf *out, const struct engine_conf *ec, unsigned mask, long long size)
 {
     size_t last = out->len;
 
@@ -81,8 +82,8 @@ void ehlo_format(struct sbuf *out, const struct engine_conf *ec, unsigned mask)
     } while (0)
     sbuf_printf(out, "250-%s\r\n", ec->myhostname);
     if (!(mask & EHLO_SIZE)) {
-        if (ec->message_size_limit > 0)
-            EHLO_ADD("250-SIZE %lld\r\n", ec->message_size_limit);
+        if (size > 0)
+            EHLO_ADD("250-SIZE %lld\r\n", size);
         else
             EHLO_ADD("250-SIZE\r\n");
     }
@@ -270,9 +271,9 @@ struct engine_conf *engine_conf_build(const struct conf *cf, char *err, size_t e
     }
 
     sbuf_reset(&b);
-    ehlo_format(&b, ec, ec->discard_mask);
+    ehlo_format(&b, ec, ec->discard_mask, ec->message_size_limit);
     ec->ehlo_plain = sbuf_take(&b);
-    ehlo_format(&b, ec, ec->discard_mask | EHLO_STARTTLS);
+    ehlo_format(&b, ec, ec->discard_mask | EHLO_STARTTLS, ec->message_size_limit);
     ec->ehlo_tls = sbuf_take(&b);
 
     if (open_maps(conf_str(cf, P_PSC_DISCARD_EHLO_KEYWORD_ADDRESS_MAPS), &ec->discard_maps,
@@ -305,6 +306,8 @@ struct engine_conf *engine_conf_build(const struct conf *cf, char *err, size_t e
         .server_name = ec->myhostname,
     };
     ec->info_internal = conf_num(cf, P_INFO_LOG_ADDRESS_FORMAT) == 1;
+    /* The pass service takes a fresh socket: no replay there (spec §6.1). */
+    ec->replay = conf_num(cf, P_MXS_DEEP_TEST_HANDOFF) == 0 && conf_num(cf, P_MXS_HANDOFF) != 2;
     return ec;
 fail:
     sbuf_free(&b);

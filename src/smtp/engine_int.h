@@ -35,6 +35,11 @@ enum {
     EHLO_SILENT = 1 << 14,
 };
 
+/* What a replayed client may use only when the backend offers it too. */
+#define EHLO_BACKEND_DEPENDENT                                                                     \
+    (EHLO_SIZE | EHLO_VRFY | EHLO_ETRN | EHLO_ENHANCEDSTATUSCODES | EHLO_8BITMIME | EHLO_DSN |     \
+     EHLO_SMTPUTF8 | EHLO_CHUNKING)
+
 /* One element of postscreen_forbidden_commands. */
 struct forbid {
     bool negate;         /* "!word" */
@@ -78,10 +83,11 @@ struct engine_conf {
     char *filter;         /* postscreen_expansion_filter, unescaped */
     struct reply_conf rc; /* soft_bounce and footers */
     bool info_internal;   /* info_log_address_format = internal */
+    bool replay;          /* hand off after the deep tests (mxscreen_deep_test_handoff) */
 };
 
 unsigned ehlo_mask_parse(const char *text);
 void ehlo_mask_str(char *buf, size_t len, unsigned mask);
-void ehlo_format(struct sbuf *out, const struct engine_conf *ec, unsigned mask);
+void ehlo_format(struct sbuf *out, const struct engine_conf *ec, unsigned mask, long long size);
 
 #endif

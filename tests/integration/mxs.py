@@ -44,6 +44,9 @@ class Mxscreen:
             "mxscreen_shutdown_timeout": "2s",
             # Each test has its own allowlist, kept across restarts in WORKDIR.
             "postscreen_cache_map": f"lmdb:{os.path.join(workdir, name + '-cache.lmdb')}",
+            # postscreen's behaviour after the deep tests (450, come back),
+            # which most tests check; the replay tests ask for "replay".
+            "mxscreen_deep_test_handoff": "reconnect",
         }
         base.update(params)
         self.params = base

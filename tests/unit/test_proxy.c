@@ -557,7 +557,7 @@ static void test_write_round_trip(void **state)
         make_ep(&client, c->caddr, c->cport);
         make_ep(&server, c->saddr, c->sport);
         memset(buf, 0xee, sizeof(buf));
-        size_t n = proxy_write(buf, sizeof(buf), c->version, &client, &server);
+        size_t n = proxy_write(buf, sizeof(buf), c->version, &client, &server, NULL);
         if (n != c->len)
             fail_msg("case %zu: length %zu, want %zu", i, n, c->len);
         if (c->v1text)
@@ -590,14 +590,14 @@ static void test_write_small_buffer(void **state)
     make_ep(&c6, "2001:db8::1", 1);
     make_ep(&s6, "2001:db8::2", 25);
     /* v1 needs room for its NUL as well */
-    assert_int_equal(proxy_write(buf, 44, 1, &c4, &s4), 0);
-    assert_int_equal(proxy_write(buf, 45, 1, &c4, &s4), 44);
-    assert_int_equal(proxy_write(buf, 0, 1, &c4, &s4), 0);
-    assert_int_equal(proxy_write(buf, 27, 2, &c4, &s4), 0);
-    assert_int_equal(proxy_write(buf, 28, 2, &c4, &s4), 28);
-    assert_int_equal(proxy_write(buf, 51, 2, &c6, &s6), 0);
-    assert_int_equal(proxy_write(buf, 52, 2, &c6, &s6), 52);
-    assert_int_equal(proxy_write(buf, 51, 2, &c4, &s6), 0);
+    assert_int_equal(proxy_write(buf, 44, 1, &c4, &s4, NULL), 0);
+    assert_int_equal(proxy_write(buf, 45, 1, &c4, &s4, NULL), 44);
+    assert_int_equal(proxy_write(buf, 0, 1, &c4, &s4, NULL), 0);
+    assert_int_equal(proxy_write(buf, 27, 2, &c4, &s4, NULL), 0);
+    assert_int_equal(proxy_write(buf, 28, 2, &c4, &s4, NULL), 28);
+    assert_int_equal(proxy_write(buf, 51, 2, &c6, &s6, NULL), 0);
+    assert_int_equal(proxy_write(buf, 52, 2, &c6, &s6, NULL), 52);
+    assert_int_equal(proxy_write(buf, 51, 2, &c4, &s6, NULL), 0);
 }
 
 int main(void)
