@@ -156,6 +156,25 @@ static void fail(struct handoff *h, enum handoff_event ev)
     fn(ctx, ev);
 }
 
+/*
+ * The backend failed.  Before the join the client is still the caller's
+ * (FAIL_PASS); while a joined replay's unread client bytes are being sent
+ * on, it is the hand-off's, which closes it (ENDED).
+ */
+static void fail_handoff(struct handoff *h)
+{
+    if (h->after_write == HS_RP_JOIN && h->state == HS_WRITING) {
+        if (h->ssl) {
+            SSL_set_quiet_shutdown(h->ssl, 1);
+            SSL_free(h->ssl);
+        }
+        close(h->cfd);
+        fail(h, HANDOFF_ENDED);
+        return;
+    }
+    fail(h, HANDOFF_FAIL_PASS);
+}
+
 /* The relay ended: the session is over. */
 static void relay_done(void *ctx, enum relay_end why)
 {
@@ -511,7 +530,7 @@ static void on_backend(evutil_socket_t fd, short what, void *arg)
         } else {
             hwarn(h, "backend %s: timeout during the hand-off of [%s]:%s", h->st->backend_name,
                      h->client.addr, h->client.port);
-            fail(h, HANDOFF_FAIL_PASS);
+            fail_handoff(h);
         }
         return;
     }
@@ -544,7 +563,7 @@ static void on_backend(evutil_socket_t fd, short what, void *arg)
             hwarn(h, "%s service %s: %m",
                      h->st->mode == HANDOFF_PASS ? "cannot pass connection to" : "write to backend",
                      h->st->backend_name);
-            fail(h, HANDOFF_FAIL_PASS);
+            fail_handoff(h);
             return;
         }
         h->outoff += (size_t)n;

@@ -223,7 +223,8 @@ static void pump(struct tlsrelay *t)
         return;
     }
     short cw = 0, bw = 0;
-    if (!t->client_shut && !t->client_eof && t->up.len < sizeof(t->up.data))
+    /* Read the client to its end, even after our side is shut. */
+    if (!t->client_eof && t->up.len < sizeof(t->up.data))
         cw |= t->read_want == WANT_WRITE ? EV_WRITE : EV_READ;
     if (!t->client_shut && t->down.off < t->down.len)
         cw |= t->write_want == WANT_READ ? EV_READ : EV_WRITE;

@@ -62,7 +62,7 @@ struct session {
     char *dnsbl_reply;           /* the DNSBL reject text (rcpt or final reply) */
     bool in_check;               /* counted in srv->check_queue */
     bool in_post;                /* counted in srv->post_queue */
-    bool concluded;              /* PASS NEW/OLD logged and the cache updated */
+    bool replayed;               /* concluded at a replay: PASS and cache done */
 };
 
 /* Send a reply, best effort: the socket is fresh and the reply small. */
@@ -220,10 +220,10 @@ static void log_verdict(struct session *s)
 {
     struct verdict *v = &s->v;
 
-    /* A replay concluded already; what follows a failed one is retry talk. */
-    if (s->concluded)
+    /* Concluded at the replay; what follows a failed one is retry talk.
+     * (Otherwise postscreen concludes again at the end, X21 included.) */
+    if (s->replayed)
         return;
-    s->concluded = true;
     if (verdict_any_fail(v))
         v->pass = 0;
     if (verdict_all_passed(v))
@@ -305,6 +305,7 @@ static void on_engine(void *ctx, enum engine_event ev)
         struct handoff_replay hr = {r->ehlo, r->helo, r->mail, r->rcpt, r->tls_version,
                                     r->tls_cipher};
         log_verdict(s);
+        s->replayed = true;
         s->srv->post_queue++;
         s->in_post = true;
         s->ho = handoff_replay(s->srv->base, s->st, &s->client, &s->server, &hr,

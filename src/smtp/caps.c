@@ -137,8 +137,10 @@ void caps_names(char *buf, size_t len, unsigned mask)
         if (!(mask & names[i].bit))
             continue;
         int n = snprintf(buf + used, len - used, "%s%s", used ? " " : "", names[i].name);
-        if (n < 0 || (size_t)n >= len - used)
+        if (n < 0 || (size_t)n >= len - used) {
+            buf[used] = '\0'; /* whole names only */
             break;
+        }
         used += (size_t)n;
     }
 }

@@ -146,6 +146,11 @@ static void detach(struct engine *e)
 {
     event_free(e->ev);
     event_free(e->timer);
+    /* Only an established TLS session goes on; RCPT never comes earlier. */
+    if (e->ssl && e->io != IO_TLS) {
+        SSL_free(e->ssl);
+        e->ssl = NULL;
+    }
     e->handover = (struct engine_handover){
         .fd = e->fd,
         .ssl = e->ssl,

@@ -600,6 +600,55 @@ static void test_write_small_buffer(void **state)
     assert_int_equal(proxy_write(buf, 51, 2, &c4, &s6, NULL), 0);
 }
 
+/* A v2 header with TLS facts: the SSL TLV, parsed back by our own reader. */
+static void test_write_tls(void **state)
+{
+    struct endpoint client, server;
+    unsigned char buf[PROXY_WRITE_MAX];
+    struct proxy_result r;
+    static const char *const ciphers[] = {"TLS_AES_256_GCM_SHA384", "",
+                                          /* cut at PROXY_TLS_TEXT_MAX */
+                                          "XXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX"};
+
+    (void)state;
+    make_ep(&client, "2001:db8::1", 1025);
+    make_ep(&server, "2001:db8::2", 25);
+    for (size_t i = 0; i < 3; i++) {
+        struct proxy_tls tls = {"TLSv1.3", ciphers[i]};
+        size_t clen = strlen(ciphers[i]) > PROXY_TLS_TEXT_MAX ? PROXY_TLS_TEXT_MAX
+                                                              : strlen(ciphers[i]);
+        size_t want = 16 + 36 + 3 + 5 + 3 + 7 + (clen ? 3 + clen : 0);
+        size_t n = proxy_write(buf, sizeof(buf), 2, &client, &server, &tls);
+        assert_int_equal(n, want);
+        assert_int_equal((size_t)(buf[14] << 8 | buf[15]), n - 16);
+        const unsigned char *t = buf + 16 + 36;
+        assert_int_equal(t[0], 0x20);
+        assert_int_equal((size_t)(t[1] << 8 | t[2]), n - 16 - 36 - 3);
+        assert_int_equal(t[3], 0x01);                    /* PP2_CLIENT_SSL */
+        assert_memory_equal(t + 4, "\0\0\0\1", 4);       /* verify: no certificate */
+        assert_int_equal(t[8], 0x21);                    /* version */
+        assert_int_equal(t[9] << 8 | t[10], 7);
+        assert_memory_equal(t + 11, "TLSv1.3", 7);
+        if (clen) {
+            assert_int_equal(t[18], 0x23); /* cipher */
+            assert_int_equal((size_t)(t[19] << 8 | t[20]), clen);
+            assert_memory_equal(t + 21, ciphers[i], clen);
+        }
+        /* Any PROXY v2 reader skips the TLV: ours does. */
+        assert_int_equal(proxy_parse(buf, n, &r), PROXY_DONE);
+        assert_int_equal(r.len, n);
+        /* One byte short of room: nothing written. */
+        assert_int_equal(proxy_write(buf, want - 1, 2, &client, &server, &tls), 0);
+    }
+    /* v1 has no room for TLS facts: the same header as without. */
+    struct proxy_tls tls = {"TLSv1.3", "X"};
+    unsigned char plain[PROXY_WRITE_MAX];
+    size_t n1 = proxy_write(buf, sizeof(buf), 1, &client, &server, &tls);
+    size_t n2 = proxy_write(plain, sizeof(plain), 1, &client, &server, NULL);
+    assert_int_equal(n1, n2);
+    assert_memory_equal(buf, plain, n1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -616,6 +665,7 @@ int main(void)
         cmocka_unit_test(test_v2_broken_signature),
         cmocka_unit_test(test_v2_every_prefix_is_more),
         cmocka_unit_test(test_write_round_trip),
+        cmocka_unit_test(test_write_tls),
         cmocka_unit_test(test_write_small_buffer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
