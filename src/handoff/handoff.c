@@ -36,14 +36,15 @@ enum hstate {
     HS_CONNECTING, /* waiting for connect(2) to finish */
     HS_WRITING,    /* sending out[] to the backend */
     HS_GREETING,   /* proxy: waiting for the backend's first byte */
-    HS_XC_BANNER,  /* xclient: reading the initial greeting */
-    HS_XC_EHLO,    /* xclient: reading the EHLO reply */
-    HS_XC_XCLIENT, /* xclient: reading the reply to XCLIENT */
-    HS_PASS_WAIT,  /* pass: waiting for smtpd to close the socket */
+    /* From HS_XC_BANNER to HS_RP_RCPT: reading one whole reply. */
+    HS_XC_BANNER,   /* xclient: reading the initial greeting */
+    HS_XC_EHLO,     /* xclient: reading the EHLO reply */
+    HS_XC_XCLIENT,  /* xclient: reading the reply to XCLIENT */
     HS_RP_GREETING, /* replay, probe: reading the greeting (proxy mode) */
-    HS_RP_HELO,    /* replay, probe: reading the reply to EHLO or HELO */
-    HS_RP_MAIL,    /* replay: reading the reply to MAIL */
-    HS_RP_RCPT,    /* replay: reading the reply to RCPT */
+    HS_RP_HELO,     /* replay, probe: reading the reply to EHLO or HELO */
+    HS_RP_MAIL,     /* replay: reading the reply to MAIL */
+    HS_RP_RCPT,     /* replay: reading the reply to RCPT */
+    HS_PASS_WAIT,   /* pass: waiting for smtpd to close the socket */
     HS_RP_REPLIED, /* replay: the reply is the caller's; waiting for the join */
     HS_RP_JOIN,    /* replay: the client's unread bytes are sent: join */
     HS_RELAY,      /* joined; the relay owns both sockets */
@@ -516,7 +517,6 @@ static void replied(struct handoff *h)
 static void on_backend(evutil_socket_t fd, short what, void *arg)
 {
     struct handoff *h = arg;
-    int rc;
 
     (void)fd;
     if (what & EV_TIMEOUT) {
@@ -533,6 +533,15 @@ static void on_backend(evutil_socket_t fd, short what, void *arg)
             fail_handoff(h);
         }
         return;
+    }
+    /* The dialogue states wait for one whole reply. */
+    if (h->state >= HS_XC_BANNER && h->state <= HS_RP_RCPT) {
+        int rc = read_reply(h);
+        if (rc <= 0) {
+            if (rc < 0)
+                fail(h, HANDOFF_FAIL_PASS);
+            return;
+        }
     }
     switch (h->state) {
     case HS_CONNECTING: {
@@ -592,11 +601,6 @@ static void on_backend(evutil_socket_t fd, short what, void *arg)
         return;
     }
     case HS_XC_BANNER:
-        if ((rc = read_reply(h)) <= 0) {
-            if (rc < 0)
-                fail(h, HANDOFF_FAIL_PASS);
-            return;
-        }
         if (reply_code(h) != 220) {
             unexpected(h, "greeted with");
             return;
@@ -608,11 +612,6 @@ static void on_backend(evutil_socket_t fd, short what, void *arg)
         send_backend(h, ehlo, (size_t)elen, h->kind == HK_PROBE ? HS_RP_HELO : HS_XC_EHLO);
         return;
     case HS_XC_EHLO:
-        if ((rc = read_reply(h)) <= 0) {
-            if (rc < 0)
-                fail(h, HANDOFF_FAIL_PASS);
-            return;
-        }
         if (reply_code(h) != 250) {
             unexpected(h, "refused EHLO");
             return;
@@ -627,11 +626,6 @@ static void on_backend(evutil_socket_t fd, short what, void *arg)
         send_xclient(h);
         return;
     case HS_XC_XCLIENT:
-        if ((rc = read_reply(h)) <= 0) {
-            if (rc < 0)
-                fail(h, HANDOFF_FAIL_PASS);
-            return;
-        }
         if (reply_code(h) != 220) {
             unexpected(h, "refused XCLIENT");
             return;
@@ -642,11 +636,6 @@ static void on_backend(evutil_socket_t fd, short what, void *arg)
             xclient_done(h);
         return;
     case HS_RP_GREETING:
-        if ((rc = read_reply(h)) <= 0) {
-            if (rc < 0)
-                fail(h, HANDOFF_FAIL_PASS);
-            return;
-        }
         if (reply_code(h) != 220) {
             unexpected(h, "greeted with");
             return;
@@ -654,19 +643,9 @@ static void on_backend(evutil_socket_t fd, short what, void *arg)
         send_helo(h);
         return;
     case HS_RP_HELO:
-        if ((rc = read_reply(h)) <= 0) {
-            if (rc < 0)
-                fail(h, HANDOFF_FAIL_PASS);
-            return;
-        }
         helo_done(h);
         return;
     case HS_RP_MAIL:
-        if ((rc = read_reply(h)) <= 0) {
-            if (rc < 0)
-                fail(h, HANDOFF_FAIL_PASS);
-            return;
-        }
         if (h->in[0] != '2') {
             /* The client hears the refusal as is, then talks to the backend. */
             h->what_refused = "MAIL";
@@ -677,11 +656,6 @@ static void on_backend(evutil_socket_t fd, short what, void *arg)
         send_line(h, h->rp.rcpt, HS_RP_RCPT);
         return;
     case HS_RP_RCPT:
-        if ((rc = read_reply(h)) <= 0) {
-            if (rc < 0)
-                fail(h, HANDOFF_FAIL_PASS);
-            return;
-        }
         replied(h);
         return;
     case HS_RP_REPLIED:

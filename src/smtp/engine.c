@@ -115,6 +115,18 @@ static void send_reply(struct engine *e, const char *text)
     reply_format(&e->out, &e->cf->rc, text, &peer);
 }
 
+/* Free the engine's memory (not its socket). */
+static void engine_free(struct engine *e)
+{
+    reader_free(&e->rd);
+    sbuf_free(&e->out);
+    free(e->helo);
+    free(e->sender);
+    free(e->mail_line);
+    free(e->rcpt_line);
+    free(e);
+}
+
 /* Close the socket and free the engine; reports ENGINE_CLOSED. */
 static void engine_close(struct engine *e)
 {
@@ -126,15 +138,9 @@ static void engine_close(struct engine *e)
     }
     shutdown(e->fd, SHUT_WR);
     close(e->fd);
-    reader_free(&e->rd);
-    sbuf_free(&e->out);
-    free(e->helo);
-    free(e->sender);
-    free(e->mail_line);
-    free(e->rcpt_line);
     engine_fn fn = e->fn;
     void *ctx = e->ctx;
-    free(e);
+    engine_free(e);
     fn(ctx, ENGINE_CLOSED);
 }
 
@@ -160,13 +166,7 @@ static void detach(struct engine *e)
     engine_fn fn = e->fn;
     void *ctx = e->ctx;
     fn(ctx, ENGINE_DETACHED);
-    reader_free(&e->rd);
-    sbuf_free(&e->out);
-    free(e->helo);
-    free(e->sender);
-    free(e->mail_line);
-    free(e->rcpt_line);
-    free(e);
+    engine_free(e);
 }
 
 /*
