@@ -69,6 +69,7 @@ struct handoff {
     struct endpoint server;  /* real server endpoint */
     struct event *ev;        /* the backend socket's event */
     struct event *cev;       /* the client hanging up before the join */
+    struct event *deadline;  /* HK_REPLAY: the whole dialogue's time limit */
     struct relay *relay;     /* HS_RELAY */
     SSL *ssl;                /* HK_REPLAY: the client's TLS session, or NULL */
     char *out;               /* pending bytes for the backend */
@@ -107,6 +108,8 @@ static void __attribute__((format(printf, 2, 3))) hwarn(struct handoff *h, const
 /* Free the hand-off's own memory. */
 static void hfree(struct handoff *h)
 {
+    if (h->deadline)
+        event_free(h->deadline);
     free(h->out);
     free(h->rp.helo);
     free(h->rp.mail);
@@ -408,6 +411,7 @@ static void send_proxy_header(struct handoff *h)
     unsigned char hdr[PROXY_WRITE_MAX];
     struct proxy_tls tls = {h->rp.tls_version, h->rp.tls_cipher};
 
+    size_t n;
     if (h->kind == HK_PROBE) {
         struct sockaddr_storage ss;
         socklen_t len = sizeof(ss);
@@ -415,13 +419,14 @@ static void send_proxy_header(struct handoff *h)
             endpoint_set(&h->client, (struct sockaddr *)&ss, len) < 0 ||
             endpoint_set(&h->server, (const struct sockaddr *)&h->st->backend.sa,
                          h->st->backend.salen) < 0) {
-            hwarn(h, "backend %s: no TCP endpoints for a PROXY header", h->st->backend_name);
-            fail(h, HANDOFF_FAIL_PASS);
+            /* No TCP endpoints (a UNIX socket): a header without any. */
+            n = proxy_write_local(hdr, sizeof(hdr), h->st->proxy_version);
+            send_backend(h, hdr, n, HS_RP_GREETING);
             return;
         }
     }
-    size_t n = proxy_write(hdr, sizeof(hdr), h->st->proxy_version, &h->client, &h->server,
-                           h->rp.tls_version ? &tls : NULL);
+    n = proxy_write(hdr, sizeof(hdr), h->st->proxy_version, &h->client, &h->server,
+                    h->rp.tls_version ? &tls : NULL);
     send_backend(h, hdr, n, h->kind == HK_CLIENT ? HS_GREETING : HS_RP_GREETING);
 }
 
@@ -456,10 +461,18 @@ static void send_helo(struct handoff *h)
     sbuf_free(&line);
 }
 
-/* Note what the backend offers; log when that changed. */
+/*
+ * Note what the backend offers; log when that changed.  The list comes
+ * from probes, which speak as mxscreen itself: a replay speaks as the
+ * client, and a backend may tailor its answer to a client (Postfix's
+ * smtpd_discard_ehlo_keyword_address_maps), so a replay's answer serves
+ * its own check, and the list only until a probe has answered.
+ */
 static void learn_caps(struct handoff *h, const struct ehlo_caps *caps)
 {
     if (h->learn == NULL || caps_same(h->learn, caps))
+        return;
+    if (h->kind == HK_REPLAY && h->learn->known)
         return;
     char names[512];
     caps_names(names, sizeof(names), caps->mask);
@@ -509,6 +522,7 @@ static void helo_done(struct handoff *h)
 static void replied(struct handoff *h)
 {
     unwatch(h);
+    event_del(h->deadline);
     h->state = HS_RP_REPLIED;
     h->fn(h->ctx, HANDOFF_REPLIED);
 }
@@ -776,6 +790,18 @@ static char *dup_or_null(const char *s)
     return s ? xstrdup(s) : NULL;
 }
 
+/* The replay as a whole took too long: the client is waiting for RCPT. */
+static void on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+    struct handoff *h = arg;
+
+    (void)fd;
+    (void)what;
+    hwarn(h, "backend %s: timeout during the hand-off of [%s]:%s", h->st->backend_name,
+          h->client.addr, h->client.port);
+    fail(h, HANDOFF_FAIL_PASS);
+}
+
 /* Replay a client after the deep tests; see handoff.h. */
 struct handoff *handoff_replay(struct event_base *base, const struct settings *st,
                                const struct endpoint *client, const struct endpoint *server,
@@ -793,6 +819,11 @@ struct handoff *handoff_replay(struct event_base *base, const struct settings *s
     h->rp.rcpt = xstrdup(r->rcpt);
     h->rp.tls_version = dup_or_null(r->tls_version);
     h->rp.tls_cipher = dup_or_null(r->tls_cipher);
+    /* Each step has mxscreen_backend_timeout; all of them together too,
+     * well within the 5 minutes a client waits for its RCPT reply. */
+    struct timeval tv = {st->connect_timeout + st->backend_timeout, 0};
+    h->deadline = evtimer_new(base, on_deadline, h);
+    event_add(h->deadline, &tv);
     return h;
 }
 

@@ -237,6 +237,9 @@ static void pump(struct tlsrelay *t)
     if (cw) {
         event_assign(t->cev, t->base, t->cfd, cw, on_event, t);
         event_add(t->cev, NULL);
+        /* Bytes OpenSSL has already decrypted wake no event: go on now. */
+        if ((cw & EV_READ) && t->read_want != WANT_WRITE && SSL_pending(t->ssl) > 0)
+            event_active(t->cev, EV_READ, 0);
     }
     if (bw) {
         event_assign(t->bev, t->base, t->bfd, bw, on_event, t);
@@ -285,7 +288,8 @@ struct tlsrelay *tlsrelay_start(struct event_base *base, SSL *ssl, int cfd, int 
     t->ctx = ctx;
     if (npending > sizeof(t->up.data))
         npending = sizeof(t->up.data);
-    memcpy(t->up.data, pending, npending);
+    if (npending)
+        memcpy(t->up.data, pending, npending);
     t->up.len = npending;
     t->cev = event_new(base, cfd, EV_READ, on_event, t);
     t->bev = event_new(base, bfd, EV_READ, on_event, t);

@@ -305,3 +305,23 @@ size_t proxy_write(unsigned char *buf, size_t cap, int version, const struct end
     buf[15] = (unsigned char)len;
     return 16 + len;
 }
+
+/* A header without endpoints: v2 LOCAL, v1 UNKNOWN (see proxy.h). */
+size_t proxy_write_local(unsigned char *buf, size_t cap, int version)
+{
+    static const char v1[] = "PROXY UNKNOWN\r\n";
+
+    if (version == 1) {
+        if (cap < sizeof(v1) - 1)
+            return 0;
+        memcpy(buf, v1, sizeof(v1) - 1);
+        return sizeof(v1) - 1;
+    }
+    if (cap < 16)
+        return 0;
+    memcpy(buf, v2sig, 12);
+    buf[12] = 0x20; /* version 2, LOCAL */
+    buf[13] = 0x00; /* AF_UNSPEC */
+    buf[14] = buf[15] = 0;
+    return 16;
+}

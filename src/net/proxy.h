@@ -15,7 +15,9 @@
  * proxy_write() builds the header mxscreen sends to its backend; with
  * TLS facts, a v2 header carries a PP2_TYPE_SSL TLV (client flag SSL,
  * verify 1: no client certificate) with the version and cipher sub-TLVs.
- * v1 has no room for them.
+ * v1 has no room for them.  proxy_write_local() builds a header with no
+ * endpoints (v2 LOCAL, v1 UNKNOWN), for a connection of mxscreen's own
+ * over a UNIX socket: the receiver uses the socket's own endpoints.
  *
  * Pure functions over (pointer, length); no allocation, no I/O.
  */
@@ -59,5 +61,6 @@ struct proxy_result {
 enum proxy_status proxy_parse(const unsigned char *buf, size_t len, struct proxy_result *r);
 size_t proxy_write(unsigned char *buf, size_t cap, int version, const struct endpoint *client,
                    const struct endpoint *server, const struct proxy_tls *tls);
+size_t proxy_write_local(unsigned char *buf, size_t cap, int version);
 
 #endif

@@ -962,6 +962,7 @@ static void on_io(evutil_socket_t fd, short what, void *arg)
             update_events(e);
             return;
         }
+        evtimer_del(e->timer);
         detach(e);
         return;
     }
@@ -1009,6 +1010,13 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
             engine_close(e);
         else
             finish(e);
+        return;
+    }
+    if (e->replay == REPLAY_JOIN) {
+        /* The backend's reply would not go out: end both sides (the relay
+         * sees the broken socket at once). */
+        shutdown(e->fd, SHUT_RDWR);
+        detach(e);
         return;
     }
     if (e->io == IO_TLS_HANDSHAKE || e->io == IO_TLS_PENDING) {
@@ -1084,6 +1092,9 @@ void engine_replay_done(struct engine *e, const char *reply, size_t len)
     if (reply) {
         sbuf_addn(&e->out, reply, len);
         e->replay = REPLAY_JOIN;
+        /* A client that does not take the reply in time loses the session. */
+        struct timeval tv = {ENGINE_LINGER, 0};
+        evtimer_add(e->timer, &tv);
     } else {
         e->replay = REPLAY_FALLBACK;
     }

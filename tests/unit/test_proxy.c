@@ -649,6 +649,27 @@ static void test_write_tls(void **state)
     assert_memory_equal(buf, plain, n1);
 }
 
+/* A header without endpoints, for mxscreen's own probes over a UNIX socket. */
+static void test_write_local(void **state)
+{
+    unsigned char buf[PROXY_WRITE_MAX];
+    struct proxy_result r;
+
+    (void)state;
+    size_t n = proxy_write_local(buf, sizeof(buf), 2);
+    assert_int_equal(n, 16);
+    assert_memory_equal(buf, v2sig, 12);
+    assert_int_equal(buf[12], 0x20);
+    assert_int_equal(proxy_parse(buf, n, &r), PROXY_DONE);
+    assert_true(r.local);
+    assert_int_equal(r.len, 16);
+    n = proxy_write_local(buf, sizeof(buf), 1);
+    assert_int_equal(n, 15);
+    assert_memory_equal(buf, "PROXY UNKNOWN\r\n", 15);
+    assert_int_equal(proxy_write_local(buf, 15, 2), 0);
+    assert_int_equal(proxy_write_local(buf, 14, 1), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -666,6 +687,7 @@ int main(void)
         cmocka_unit_test(test_v2_every_prefix_is_more),
         cmocka_unit_test(test_write_round_trip),
         cmocka_unit_test(test_write_tls),
+        cmocka_unit_test(test_write_local),
         cmocka_unit_test(test_write_small_buffer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
