@@ -297,7 +297,8 @@ static int read_reply(struct handoff *h)
             !isdigit((unsigned char)line[2]) ||
             (len > 3 && line[3] != ' ' && line[3] != '-' && line[3] != '\r')) {
             char esc[LOG_ESCAPE_BUFSZ];
-            log_escape(esc, sizeof(esc), line, len, LOG_PEER_TEXT_MAX);
+            log_escape(esc, sizeof(esc), line, len && line[len - 1] == '\r' ? len - 1 : len,
+                       LOG_PEER_TEXT_MAX);
             hwarn(h, "backend %s: malformed reply: %s", h->st->backend_name, esc);
             return -1;
         }
@@ -442,6 +443,8 @@ static void send_line(struct handoff *h, const char *line, enum hstate next)
     free(buf);
 }
 
+static void mail_step(struct handoff *h, bool ehlo, const struct ehlo_caps *caps);
+
 /* Replay the client's EHLO or HELO (a probe's own EHLO); then MAIL. */
 static void send_helo(struct handoff *h)
 {
@@ -453,8 +456,9 @@ static void send_helo(struct handoff *h)
     } else if (h->rp.helo) {
         sbuf_printf(&line, "%s %s", h->rp.ehlo ? "EHLO" : "HELO", h->rp.helo);
     } else {
-        /* The client sent neither: nor does the backend hear one. */
-        send_line(h, h->rp.mail, HS_RP_MAIL);
+        /* The client sent neither: nor does the backend hear one, and no
+         * extension may be used (as after HELO). */
+        mail_step(h, false, NULL);
         return;
     }
     send_line(h, line.s, HS_RP_HELO);
@@ -502,10 +506,19 @@ static void helo_done(struct handoff *h)
         fail(h, HANDOFF_ENDED);
         return;
     }
-    /* What the client's MAIL and RCPT use, the backend must offer. */
+    mail_step(h, ehlo, &caps);
+}
+
+/*
+ * Replay MAIL, once the backend is known to offer what the client's MAIL
+ * and RCPT parameters use (CAPS after EHLO; nothing after HELO or none).
+ */
+static void mail_step(struct handoff *h, bool ehlo, const struct ehlo_caps *caps)
+{
     unsigned missing = caps_needed(h->rp.mail) | caps_needed(h->rp.rcpt);
+
     if (ehlo)
-        missing &= ~caps.mask;
+        missing &= ~caps->mask;
     if (missing) {
         char names[256];
         caps_names(names, sizeof(names), missing);

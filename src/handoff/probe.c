@@ -46,11 +46,12 @@ static void on_probe(void *ctx, enum handoff_event ev)
         p->failing = false;
         again(p, interval);
     } else {
+        time_t retry = interval < PROBE_RETRY ? interval : PROBE_RETRY;
         if (!p->failing)
-            msg_warn("cannot learn the EHLO keywords of backend %s: %s (asking again every %ds)",
-                     p->st->backend_name, p->why, PROBE_RETRY);
+            msg_warn("cannot learn the EHLO keywords of backend %s: %s (asking again every %llds)",
+                     p->st->backend_name, p->why, (long long)retry);
         p->failing = true;
-        again(p, interval < PROBE_RETRY ? interval : PROBE_RETRY);
+        again(p, retry);
     }
     settings_unref(p->st);
     p->st = NULL;
