@@ -45,9 +45,9 @@ enum hstate {
     HS_RP_MAIL,     /* replay: reading the reply to MAIL */
     HS_RP_RCPT,     /* replay: reading the reply to RCPT */
     HS_PASS_WAIT,   /* pass: waiting for smtpd to close the socket */
-    HS_RP_REPLIED, /* replay: the reply is the caller's; waiting for the join */
-    HS_RP_JOIN,    /* replay: the client's unread bytes are sent: join */
-    HS_RELAY,      /* joined; the relay owns both sockets */
+    HS_RP_REPLIED,  /* replay: the reply is the caller's; waiting for the join */
+    HS_RP_JOIN,     /* replay: the client's unread bytes are sent: join */
+    HS_RELAY,       /* joined; the relay owns both sockets */
 };
 
 /* What the hand-off is for. */
@@ -80,9 +80,9 @@ struct handoff {
     struct {
         bool ehlo;
         char *helo, *mail, *rcpt, *tls_version, *tls_cipher;
-    } rp;                     /* HK_REPLAY: what to replay (copies) */
-    struct ehlo_caps *learn;  /* HK_REPLAY, HK_PROBE: where to note the keywords */
-    char *why;                /* HK_PROBE: the reason of a failure, not logged */
+    } rp;                    /* HK_REPLAY: what to replay (copies) */
+    struct ehlo_caps *learn; /* HK_REPLAY, HK_PROBE: where to note the keywords */
+    char *why;               /* HK_PROBE: the reason of a failure, not logged */
     size_t whylen;
     const char *what_refused; /* HK_REPLAY: "MAIL" when the backend refused it */
     handoff_fn fn;
@@ -398,7 +398,7 @@ static void xclient_done(struct handoff *h)
         /* A fresh socket takes a greeting at once; anything else is a
          * client that is already gone. */
         hwarn(h, "write [%s]:%s: %s", h->client.addr, h->client.port,
-                 n < 0 ? strerror(errno) : "short write");
+              n < 0 ? strerror(errno) : "short write");
         fail(h, HANDOFF_FAIL_PASS);
         return;
     }
@@ -556,7 +556,7 @@ static void on_backend(evutil_socket_t fd, short what, void *arg)
             fail(h, HANDOFF_ENDED);
         } else {
             hwarn(h, "backend %s: timeout during the hand-off of [%s]:%s", h->st->backend_name,
-                     h->client.addr, h->client.port);
+                  h->client.addr, h->client.port);
             fail_handoff(h);
         }
         return;
@@ -597,8 +597,8 @@ static void on_backend(evutil_socket_t fd, short what, void *arg)
             return;
         if (n <= 0) {
             hwarn(h, "%s service %s: %m",
-                     h->st->mode == HANDOFF_PASS ? "cannot pass connection to" : "write to backend",
-                     h->st->backend_name);
+                  h->st->mode == HANDOFF_PASS ? "cannot pass connection to" : "write to backend",
+                  h->st->backend_name);
             fail_handoff(h);
             return;
         }
@@ -620,7 +620,7 @@ static void on_backend(evutil_socket_t fd, short what, void *arg)
             return;
         if (n <= 0) {
             hwarn(h, "backend %s closed the connection before its greeting%s%s",
-                     h->st->backend_name, n < 0 ? ": " : "", n < 0 ? strerror(errno) : "");
+                  h->st->backend_name, n < 0 ? ": " : "", n < 0 ? strerror(errno) : "");
             fail(h, HANDOFF_FAIL_PASS);
             return;
         }
@@ -644,9 +644,10 @@ static void on_backend(evutil_socket_t fd, short what, void *arg)
             return;
         }
         if (!find_xclient(h)) {
-            hwarn(h, "backend %s does not offer XCLIENT to mxscreen (Postfix: list mxscreen's "
-                     "address in smtpd_authorized_xclient_hosts)",
-                     h->st->backend_name);
+            hwarn(h,
+                  "backend %s does not offer XCLIENT to mxscreen (Postfix: list mxscreen's "
+                  "address in smtpd_authorized_xclient_hosts)",
+                  h->st->backend_name);
             fail(h, HANDOFF_FAIL_PASS);
             return;
         }

@@ -36,16 +36,16 @@ struct tlsrelay {
     struct event_base *base;
     SSL *ssl;
     int cfd, bfd;
-    struct buf up;          /* client to backend (decrypted) */
-    struct buf down;        /* backend to client (to encrypt) */
-    bool client_eof;        /* the client's stream has ended */
-    bool backend_eof;       /* the backend has ended */
-    bool backend_shut;      /* backend's sending half shut down */
-    bool client_shut;       /* close_notify sent, client's sending half shut down */
-    enum want read_want;    /* what the last SSL_read() waits for */
-    enum want write_want;   /* what the last SSL_write() waits for */
+    struct buf up;           /* client to backend (decrypted) */
+    struct buf down;         /* backend to client (to encrypt) */
+    bool client_eof;         /* the client's stream has ended */
+    bool backend_eof;        /* the backend has ended */
+    bool backend_shut;       /* backend's sending half shut down */
+    bool client_shut;        /* close_notify sent, client's sending half shut down */
+    enum want read_want;     /* what the last SSL_read() waits for */
+    enum want write_want;    /* what the last SSL_write() waits for */
     struct event *cev, *bev; /* socket readiness */
-    struct event *timer;    /* idle check */
+    struct event *timer;     /* idle check */
     time_t idle;
     struct timeval last; /* last byte moved */
     relay_done_fn fn;
@@ -274,8 +274,8 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 
 /* Join the TLS client and the backend; see tlsrelay.h. */
 struct tlsrelay *tlsrelay_start(struct event_base *base, SSL *ssl, int cfd, int bfd,
-                                const char *pending, size_t npending, time_t idle,
-                                relay_done_fn fn, void *ctx)
+                                const char *pending, size_t npending, time_t idle, relay_done_fn fn,
+                                void *ctx)
 {
     struct tlsrelay *t = xcalloc(1, sizeof(*t));
 

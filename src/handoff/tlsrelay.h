@@ -32,7 +32,7 @@
 struct tlsrelay;
 
 struct tlsrelay *tlsrelay_start(struct event_base *base, SSL *ssl, int cfd, int bfd,
-                                const char *pending, size_t npending, time_t idle,
-                                relay_done_fn fn, void *ctx);
+                                const char *pending, size_t npending, time_t idle, relay_done_fn fn,
+                                void *ctx);
 
 #endif

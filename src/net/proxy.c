@@ -241,7 +241,7 @@ static unsigned char *ssl_tlv(unsigned char *p, const struct proxy_tls *tls)
     size_t vlen = strnlen(tls->version ? tls->version : "", PROXY_TLS_TEXT_MAX);
     size_t clen = strnlen(tls->cipher ? tls->cipher : "", PROXY_TLS_TEXT_MAX);
 
-    *q++ = 0x01;                  /* PP2_CLIENT_SSL */
+    *q++ = 0x01;              /* PP2_CLIENT_SSL */
     memcpy(q, "\0\0\0\1", 4); /* verify: no client certificate */
     q += 4;
     if (vlen)

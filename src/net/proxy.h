@@ -33,7 +33,7 @@
 #define PROXY_PEEK_MAX 536
 /* The longest header proxy_write() makes: v2 over IPv6 (16 + 36) and the
  * SSL TLV (3 + 5, then 3 + PROXY_TLS_TEXT_MAX for each text). */
-#define PROXY_WRITE_MAX (16 + 36 + 8 + 2 * (3 + 64))
+#define PROXY_WRITE_MAX    (16 + 36 + 8 + 2 * (3 + 64))
 #define PROXY_TLS_TEXT_MAX 64
 
 /* TLS facts for the v2 SSL TLV (longer texts are cut). */

@@ -3,8 +3,9 @@
  *
  * States: UPSTREAM (reading a load balancer's PROXY header), EARLY (the
  * "220-" teaser is out and the greet wait runs), ENGINE (the SMTP engine
- * has the client), HANDOFF (waiting for the backend to take
- * the client), RELAY (joined).  The session is freed when its last owner
+ * has the client; while it is paused at a RCPT for a replay, the session
+ * also holds the replay's hand-off), HANDOFF (waiting for the backend to
+ * take the client), RELAY (joined).  The session is freed when its last owner
  * lets go: immediately on a reject, when the engine reports
  * ENGINE_CLOSED, or when the hand-off reports HANDOFF_ENDED.
  */
@@ -280,8 +281,8 @@ static void on_replay(void *ctx, enum handoff_event ev)
         const char *text = handoff_reply(s->ho, &len, &refused);
         char esc[LOG_ESCAPE_BUFSZ];
         first_line(esc, sizeof(esc), text, len);
-        msg_info("REPLAY [%s]:%s to %s: %s %s", s->client.addr, s->client.port,
-                 s->st->backend_name, refused ? "MAIL refused:" : "RCPT", esc);
+        msg_info("REPLAY [%s]:%s to %s: %s %s", s->client.addr, s->client.port, s->st->backend_name,
+                 refused ? "MAIL refused:" : "RCPT", esc);
         engine_replay_done(s->eng, text, len);
         return;
     }
@@ -302,8 +303,8 @@ static void on_engine(void *ctx, enum engine_event ev)
         /* Every due test passed at RCPT: PASS NEW and the cache, then the
          * backend hears the client's EHLO, MAIL and RCPT. */
         const struct engine_replay *r = engine_replay_info(s->eng);
-        struct handoff_replay hr = {r->ehlo, r->helo, r->mail, r->rcpt, r->tls_version,
-                                    r->tls_cipher};
+        struct handoff_replay hr = {r->ehlo, r->helo,        r->mail,
+                                    r->rcpt, r->tls_version, r->tls_cipher};
         log_verdict(s);
         s->replayed = true;
         s->srv->post_queue++;

@@ -9,9 +9,10 @@
  * screening queue limit, then the SMTP engine (engine.h) when a deep test
  * is due or the client must not be handed off, and finally the
  * conclusion (spec §1.5: PASS NEW/OLD, the cache update) and hand-off
- * (handoff.h) or DISCONNECT.  Every way out logs postscreen's line and,
- * where postscreen does, sends its reply; nothing a client does can end
- * the process.
+ * (handoff.h) or DISCONNECT.  With mxscreen_deep_test_handoff = replay, a
+ * client that passes the deep tests in the engine is concluded at that
+ * RCPT and replayed to the backend in the same connection.  Every way out logs postscreen's line
+ * and, where postscreen does, sends its reply; nothing a client does can end the process.
  *
  * struct server is the state shared by all sessions of the process: the
  * event base, the current settings, the per-address table and the queue

@@ -122,13 +122,20 @@ void caps_names(char *buf, size_t len, unsigned mask)
         const char *name;
         unsigned bit;
     } names[] = {
-        {"SIZE", EHLO_SIZE},         {"VRFY", EHLO_VRFY},
-        {"ETRN", EHLO_ETRN},         {"STARTTLS", EHLO_STARTTLS},
-        {"AUTH", EHLO_AUTH},         {"ENHANCEDSTATUSCODES", EHLO_ENHANCEDSTATUSCODES},
-        {"8BITMIME", EHLO_8BITMIME}, {"DSN", EHLO_DSN},
-        {"SMTPUTF8", EHLO_SMTPUTF8}, {"CHUNKING", EHLO_CHUNKING},
-        {"PIPELINING", EHLO_PIPELINING}, {"XCLIENT", EHLO_XCLIENT},
-        {"XFORWARD", EHLO_XFORWARD}, {"VERP", EHLO_VERP},
+        {"SIZE", EHLO_SIZE},
+        {"VRFY", EHLO_VRFY},
+        {"ETRN", EHLO_ETRN},
+        {"STARTTLS", EHLO_STARTTLS},
+        {"AUTH", EHLO_AUTH},
+        {"ENHANCEDSTATUSCODES", EHLO_ENHANCEDSTATUSCODES},
+        {"8BITMIME", EHLO_8BITMIME},
+        {"DSN", EHLO_DSN},
+        {"SMTPUTF8", EHLO_SMTPUTF8},
+        {"CHUNKING", EHLO_CHUNKING},
+        {"PIPELINING", EHLO_PIPELINING},
+        {"XCLIENT", EHLO_XCLIENT},
+        {"XFORWARD", EHLO_XFORWARD},
+        {"VERP", EHLO_VERP},
     };
     size_t used = 0;
 

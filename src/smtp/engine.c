@@ -60,47 +60,47 @@ enum want {
 };
 
 struct engine {
-    struct event_base *base;      /* the event loop */
-    const struct engine_conf *cf; /* prepared configuration (the session holds it) */
-    int fd;                       /* client socket */
-    struct endpoint client;       /* client endpoint (copy) */
-    struct verdict *v;            /* the session's verdict */
-    time_t *stamps;               /* the client's expiry stamps */
-    const bool *stress;           /* the server's stress state */
+    struct event_base *base;         /* the event loop */
+    const struct engine_conf *cf;    /* prepared configuration (the session holds it) */
+    int fd;                          /* client socket */
+    struct endpoint client;          /* client endpoint (copy) */
+    struct verdict *v;               /* the session's verdict */
+    time_t *stamps;                  /* the client's expiry stamps */
+    const bool *stress;              /* the server's stress state */
     const struct ehlo_caps *backend; /* what the backend offers, or NULL */
-    engine_fn fn;                 /* progress report */
-    void *ctx;                    /* FN's context */
-    struct event *ev;             /* socket readiness */
-    struct event *timer;          /* command time limit, or the linger limit */
-    struct timeval start;         /* start of the phase, for HANGUP times */
-    enum io_state io;             /* plaintext or TLS */
-    SSL *ssl;                     /* TLS session, or NULL */
-    enum want read_want;          /* what the last SSL_read() waits for */
-    enum want write_want;         /* what the last SSL_write() waits for */
-    char in[ENGINE_READ_SIZE];    /* bytes read and not yet consumed */
-    size_t in_off;                /* first unconsumed byte */
-    size_t in_len;                /* bytes in the buffer */
-    struct reader rd;             /* the command line being read */
-    struct sbuf out;              /* queued reply bytes */
-    size_t out_off;               /* first unsent byte of out */
-    char *helo;                   /* HELO/EHLO argument, or NULL */
-    char *sender;                 /* MAIL FROM address, or NULL */
-    bool ehlo;                    /* the client said EHLO (not HELO) */
-    const char *line;             /* the command line being executed */
-    char *mail_line;              /* the MAIL command line, for a replay */
-    char *rcpt_line;              /* the RCPT command line being replayed */
-    enum replay_state replay;     /* a replay under way */
-    bool replayed;                /* a replay was tried in this session */
-    struct engine_replay info;    /* ENGINE_REPLAY: what to replay */
+    engine_fn fn;                    /* progress report */
+    void *ctx;                       /* FN's context */
+    struct event *ev;                /* socket readiness */
+    struct event *timer;             /* command time limit, or the linger limit */
+    struct timeval start;            /* start of the phase, for HANGUP times */
+    enum io_state io;                /* plaintext or TLS */
+    SSL *ssl;                        /* TLS session, or NULL */
+    enum want read_want;             /* what the last SSL_read() waits for */
+    enum want write_want;            /* what the last SSL_write() waits for */
+    char in[ENGINE_READ_SIZE];       /* bytes read and not yet consumed */
+    size_t in_off;                   /* first unconsumed byte */
+    size_t in_len;                   /* bytes in the buffer */
+    struct reader rd;                /* the command line being read */
+    struct sbuf out;                 /* queued reply bytes */
+    size_t out_off;                  /* first unsent byte of out */
+    char *helo;                      /* HELO/EHLO argument, or NULL */
+    char *sender;                    /* MAIL FROM address, or NULL */
+    bool ehlo;                       /* the client said EHLO (not HELO) */
+    const char *line;                /* the command line being executed */
+    char *mail_line;                 /* the MAIL command line, for a replay */
+    char *rcpt_line;                 /* the RCPT command line being replayed */
+    enum replay_state replay;        /* a replay under way */
+    bool replayed;                   /* a replay was tried in this session */
+    struct engine_replay info;       /* ENGINE_REPLAY: what to replay */
     struct engine_handover handover; /* ENGINE_DETACHED: what the caller takes */
-    const char *proto;            /* SMTP or ESMTP */
-    const char *where;            /* last command name, for log lines */
-    long long command_count;      /* commands seen */
-    unsigned ehlo_discard_mask;   /* EHLO keywords hidden from this client */
-    bool x21;                     /* answer the first command with the final reply */
-    bool ended;                   /* ENGINE_END reported: flush and close */
-    bool draining;                /* last reply sent: discarding input before close */
-    size_t drained;               /* bytes discarded */
+    const char *proto;               /* SMTP or ESMTP */
+    const char *where;               /* last command name, for log lines */
+    long long command_count;         /* commands seen */
+    unsigned ehlo_discard_mask;      /* EHLO keywords hidden from this client */
+    bool x21;                        /* answer the first command with the final reply */
+    bool ended;                      /* ENGINE_END reported: flush and close */
+    bool draining;                   /* last reply sent: discarding input before close */
+    size_t drained;                  /* bytes discarded */
 };
 
 static void update_events(struct engine *e);

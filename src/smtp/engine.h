@@ -72,10 +72,10 @@ struct engine_replay {
 
 /* What the caller takes over at ENGINE_DETACHED. */
 struct engine_handover {
-    int fd;               /* the client socket */
-    struct ssl_st *ssl;   /* its TLS session (OpenSSL's SSL), or NULL */
-    const char *pending;  /* client bytes read and not yet executed */
-    size_t npending;      /* ...their length */
+    int fd;              /* the client socket */
+    struct ssl_st *ssl;  /* its TLS session (OpenSSL's SSL), or NULL */
+    const char *pending; /* client bytes read and not yet executed */
+    size_t npending;     /* ...their length */
 };
 
 typedef void (*engine_fn)(void *ctx, enum engine_event ev);
@@ -89,15 +89,15 @@ struct ssl_st;
 struct engine_args {
     struct event_base *base;
     const struct engine_conf *cf;
-    int fd;                        /* the client socket, now the engine's */
-    const struct endpoint *client; /* the client's real endpoint */
-    struct verdict *v;             /* the session's verdict */
-    time_t *stamps;                /* the client's expiry stamps */
-    const bool *stress;            /* the server's stress state */
+    int fd;                          /* the client socket, now the engine's */
+    const struct endpoint *client;   /* the client's real endpoint */
+    struct verdict *v;               /* the session's verdict */
+    time_t *stamps;                  /* the client's expiry stamps */
+    const bool *stress;              /* the server's stress state */
     const struct ehlo_caps *backend; /* what the backend offers (caps.h), or NULL */
-    bool x21;                      /* hand-off failed after the teaser */
-    engine_fn fn;                  /* progress report */
-    void *ctx;                     /* FN's context, owned by the caller */
+    bool x21;                        /* hand-off failed after the teaser */
+    engine_fn fn;                    /* progress report */
+    void *ctx;                       /* FN's context, owned by the caller */
 };
 
 struct engine_conf *engine_conf_build(const struct conf *cf, char *err, size_t errlen);

@@ -606,17 +606,18 @@ static void test_write_tls(void **state)
     struct endpoint client, server;
     unsigned char buf[PROXY_WRITE_MAX];
     struct proxy_result r;
-    static const char *const ciphers[] = {"TLS_AES_256_GCM_SHA384", "",
-                                          /* cut at PROXY_TLS_TEXT_MAX */
-                                          "XXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX"};
+    static const char *const ciphers[] = {
+        "TLS_AES_256_GCM_SHA384", "",
+        /* cut at PROXY_TLS_TEXT_MAX */
+        "XXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX"};
 
     (void)state;
     make_ep(&client, "2001:db8::1", 1025);
     make_ep(&server, "2001:db8::2", 25);
     for (size_t i = 0; i < 3; i++) {
         struct proxy_tls tls = {"TLSv1.3", ciphers[i]};
-        size_t clen = strlen(ciphers[i]) > PROXY_TLS_TEXT_MAX ? PROXY_TLS_TEXT_MAX
-                                                              : strlen(ciphers[i]);
+        size_t clen =
+            strlen(ciphers[i]) > PROXY_TLS_TEXT_MAX ? PROXY_TLS_TEXT_MAX : strlen(ciphers[i]);
         size_t want = 16 + 36 + 3 + 5 + 3 + 7 + (clen ? 3 + clen : 0);
         size_t n = proxy_write(buf, sizeof(buf), 2, &client, &server, &tls);
         assert_int_equal(n, want);
@@ -624,9 +625,9 @@ static void test_write_tls(void **state)
         const unsigned char *t = buf + 16 + 36;
         assert_int_equal(t[0], 0x20);
         assert_int_equal((size_t)(t[1] << 8 | t[2]), n - 16 - 36 - 3);
-        assert_int_equal(t[3], 0x01);                    /* PP2_CLIENT_SSL */
-        assert_memory_equal(t + 4, "\0\0\0\1", 4);       /* verify: no certificate */
-        assert_int_equal(t[8], 0x21);                    /* version */
+        assert_int_equal(t[3], 0x01);              /* PP2_CLIENT_SSL */
+        assert_memory_equal(t + 4, "\0\0\0\1", 4); /* verify: no certificate */
+        assert_int_equal(t[8], 0x21);              /* version */
         assert_int_equal(t[9] << 8 | t[10], 7);
         assert_memory_equal(t + 11, "TLSv1.3", 7);
         if (clen) {
