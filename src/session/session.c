@@ -146,6 +146,14 @@ static void disconnect(struct session *s)
 
 static void start_engine(struct session *s, bool x21);
 
+/* The hand-off failed and freed itself: the client is the session's again. */
+static void handoff_failed(struct session *s)
+{
+    s->ho = NULL;
+    s->srv->post_queue--;
+    s->in_post = false;
+}
+
 /* The hand-off reports progress. */
 static void on_handoff(void *ctx, enum handoff_event ev)
 {
@@ -155,9 +163,7 @@ static void on_handoff(void *ctx, enum handoff_event ev)
     switch (ev) {
     case HANDOFF_FAIL_CONNECT:
     case HANDOFF_FAIL_PASS:
-        s->ho = NULL;
-        srv->post_queue--;
-        s->in_post = false;
+        handoff_failed(s);
         if (s->teaser_sent) {
             /* A 421 now would break the multi-line greeting: the X21 path. */
             s->v.final_reply = "421 4.3.2 No system resources\r\n";
@@ -261,16 +267,13 @@ static void first_line(char *buf, size_t len, const char *text, size_t tlen)
 static void on_replay(void *ctx, enum handoff_event ev)
 {
     struct session *s = ctx;
-    struct server *srv = s->srv;
 
     switch (ev) {
     case HANDOFF_FAIL_CONNECT:
     case HANDOFF_FAIL_PASS:
         /* postscreen's way: the RCPT reply says "come back"; the client
          * is allowlisted by now, so its retry goes straight through. */
-        s->ho = NULL;
-        srv->post_queue--;
-        s->in_post = false;
+        handoff_failed(s);
         msg_warn("replay of [%s]:%s to %s failed: the client is told to try again", s->client.addr,
                  s->client.port, s->st->backend_name);
         engine_replay_done(s->eng, NULL, 0);

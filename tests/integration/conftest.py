@@ -1,4 +1,6 @@
 import os
+import shutil
+import subprocess
 import sys
 import tempfile
 
@@ -28,3 +30,19 @@ def workdir():
     d = tempfile.mkdtemp(prefix="mxs-test-", dir="/tmp")
     os.chmod(d, 0o755)
     return d
+
+
+@pytest.fixture(scope="session")
+def tlsdir():
+    """A self-signed certificate and key for mxscreen's STARTTLS."""
+    if shutil.which("openssl") is None:
+        pytest.fail("the openssl command is missing (Debian package openssl)")
+    d = tempfile.mkdtemp(prefix="mxs-tls-", dir="/tmp")
+    os.chmod(d, 0o755)
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+                    "-keyout", os.path.join(d, "key.pem"), "-out", os.path.join(d, "cert.pem"),
+                    "-days", "2", "-subj", "/CN=mxscreen.test"],
+                   check=True, capture_output=True, timeout=60)
+    os.chmod(os.path.join(d, "key.pem"), 0o600)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)

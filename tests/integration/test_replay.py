@@ -20,8 +20,6 @@ import re
 import shutil
 import smtplib
 import socket
-import ssl
-import subprocess
 import tempfile
 import time
 import uuid
@@ -30,6 +28,7 @@ import pytest
 
 from fakebackend import FakeBackend, ehlo_reply as backend_ehlo, parse_ssl_tlv
 from mxs import GREETING, Client, Mxscreen, connect_line, free_port, greet, noqueue
+from tlsclient import client_context, starttls
 from postfix_backend import PostfixBackend
 
 KEYWORDS = ["SIZE 10240000", "VRFY", "ETRN", "ENHANCEDSTATUSCODES", "8BITMIME", "DSN",
@@ -40,7 +39,6 @@ RCPT_OK = b"250 2.1.5 Ok\r\n"
 R354 = b"354 End data with <CR><LF>.<CR><LF>\r\n"
 R450 = b"450 4.3.2 Service currently unavailable\r\n"
 R550_PROTO = b"550 5.5.1 Protocol error\r\n"
-READY = b"220 2.0.0 Ready to start TLS\r\n"
 BYE = b"221 2.0.0 Bye\r\n"
 
 BASE = {
@@ -131,34 +129,6 @@ def fallback_lines(c, backend):
 
 def no_warnings(mx):
     assert not [l for l in mx.log_lines() if l.startswith("warning:")], mx.log_text()
-
-
-def client_context():
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    return ctx
-
-
-def starttls(c):
-    assert c.cmd("STARTTLS") == READY
-    c.sock = client_context().wrap_socket(c.sock)
-    return c.sock
-
-
-@pytest.fixture(scope="module")
-def tlsdir():
-    if shutil.which("openssl") is None:
-        pytest.fail("the openssl command is missing (Debian package openssl)")
-    d = tempfile.mkdtemp(prefix="mxs-tls-", dir="/tmp")
-    os.chmod(d, 0o755)
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
-                    "-keyout", os.path.join(d, "key.pem"), "-out", os.path.join(d, "cert.pem"),
-                    "-days", "2", "-subj", "/CN=mxscreen.test"],
-                   check=True, capture_output=True, timeout=60)
-    os.chmod(os.path.join(d, "key.pem"), 0o600)
-    yield d
-    shutil.rmtree(d, ignore_errors=True)
 
 
 @pytest.fixture

@@ -9,17 +9,15 @@ dialogue.
 import contextlib
 import os
 import re
-import shutil
 import socket
 import ssl
-import subprocess
-import tempfile
 import time
 
 import pytest
 
 from mxs import (Client, Mxscreen, SilentBackend, connect_line, greet, hangup_line,
                  noqueue)
+from tlsclient import READY, client_context, starttls
 
 KEYWORDS = ["SIZE 10240000", "VRFY", "ETRN", "ENHANCEDSTATUSCODES", "8BITMIME", "DSN",
             "SMTPUTF8", "CHUNKING"]
@@ -27,7 +25,6 @@ OK = b"250 2.0.0 Ok\r\n"
 MAIL_OK = b"250 2.1.0 Ok\r\n"
 R450 = b"450 4.3.2 Service currently unavailable\r\n"
 R550_PROTO = b"550 5.5.1 Protocol error\r\n"
-READY = b"220 2.0.0 Ready to start TLS\r\n"
 R530 = b"530 5.7.0 Must issue a STARTTLS command first\r\n"
 R454 = b"454 4.7.0 TLS not available due to local problem\r\n"
 R502 = b"502 5.5.2 Error: command not recognized\r\n"
@@ -70,39 +67,6 @@ def new_ip():
 
 
 
-
-
-def client_context(minimum=None, maximum=None):
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    if minimum:
-        ctx.minimum_version = minimum
-    if maximum:
-        ctx.maximum_version = maximum
-    return ctx
-
-
-def starttls(c, ctx=None):
-    """STARTTLS, the 220, and the handshake; c.sock is the TLS socket after."""
-    assert c.cmd("STARTTLS") == READY
-    c.sock = (ctx or client_context()).wrap_socket(c.sock)
-    return c.sock
-
-
-@pytest.fixture(scope="module")
-def tlsdir():
-    if shutil.which("openssl") is None:
-        pytest.fail("the openssl command is missing (Debian package openssl)")
-    d = tempfile.mkdtemp(prefix="mxs-tls-", dir="/tmp")
-    os.chmod(d, 0o755)
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
-                    "-keyout", os.path.join(d, "key.pem"), "-out", os.path.join(d, "cert.pem"),
-                    "-days", "2", "-subj", "/CN=mxscreen.test"],
-                   check=True, capture_output=True, timeout=60)
-    os.chmod(os.path.join(d, "key.pem"), 0o600)
-    yield d
-    shutil.rmtree(d, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
