@@ -19,6 +19,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
 #include <openssl/ssl.h>
 
 #include "handoff/handoff.h"
@@ -27,6 +28,7 @@
 #include "log/log.h"
 #include "net/proxy.h"
 #include "smtp/caps.h"
+#include "tls/tls.h"
 #include "util/mem.h"
 #include "util/sbuf.h"
 
@@ -37,17 +39,19 @@ enum hstate {
     HS_WRITING,    /* sending out[] to the backend */
     HS_GREETING,   /* proxy: waiting for the backend's first byte */
     /* From HS_XC_BANNER to HS_RP_RCPT: reading one whole reply. */
-    HS_XC_BANNER,   /* xclient: reading the initial greeting */
-    HS_XC_EHLO,     /* xclient: reading the EHLO reply */
-    HS_XC_XCLIENT,  /* xclient: reading the reply to XCLIENT */
-    HS_RP_GREETING, /* replay, probe: reading the greeting (proxy mode) */
-    HS_RP_HELO,     /* replay, probe: reading the reply to EHLO or HELO */
-    HS_RP_MAIL,     /* replay: reading the reply to MAIL */
-    HS_RP_RCPT,     /* replay: reading the reply to RCPT */
-    HS_PASS_WAIT,   /* pass: waiting for smtpd to close the socket */
-    HS_RP_REPLIED,  /* replay: the reply is the caller's; waiting for the join */
-    HS_RP_JOIN,     /* replay: the client's unread bytes are sent: join */
-    HS_RELAY,       /* joined; the relay owns both sockets */
+    HS_XC_BANNER,    /* xclient: reading the initial greeting */
+    HS_XC_EHLO,      /* xclient: reading the EHLO reply */
+    HS_XC_XCLIENT,   /* xclient: reading the reply to XCLIENT */
+    HS_RP_GREETING,  /* replay, probe: reading the greeting (proxy mode) */
+    HS_RP_HELO,      /* replay, probe: reading the reply to EHLO or HELO */
+    HS_RP_MAIL,      /* replay: reading the reply to MAIL */
+    HS_RP_RCPT,      /* replay: reading the reply to RCPT */
+    HS_RP_STARTTLS,  /* replay: reading the reply to STARTTLS (mxscreen_backend_tls) */
+    HS_PASS_WAIT,    /* pass: waiting for smtpd to close the socket */
+    HS_RP_REPLIED,   /* replay: the reply is the caller's; waiting for the join */
+    HS_RP_JOIN,      /* replay: the client's unread bytes are sent: join */
+    HS_RP_HANDSHAKE, /* replay: TLS handshake with the backend */
+    HS_RELAY,        /* joined; the relay owns both sockets */
 };
 
 /* What the hand-off is for. */
@@ -72,6 +76,8 @@ struct handoff {
     struct event *deadline;  /* HK_REPLAY: the whole dialogue's time limit */
     struct relay *relay;     /* HS_RELAY */
     SSL *ssl;                /* HK_REPLAY: the client's TLS session, or NULL */
+    SSL *bssl;               /* HK_REPLAY: TLS to the backend (mxscreen_backend_tls), or NULL */
+    short bwant;             /* with bssl: the readiness the last SSL call waits for */
     char *out;               /* pending bytes for the backend */
     size_t outlen, outoff, outcap;
     char in[HANDOFF_INBUF]; /* backend reply being read */
@@ -110,6 +116,10 @@ static void hfree(struct handoff *h)
 {
     if (h->deadline)
         event_free(h->deadline);
+    if (h->bssl) {
+        SSL_set_quiet_shutdown(h->bssl, 1);
+        SSL_free(h->bssl);
+    }
     free(h->out);
     free(h->rp.helo);
     free(h->rp.mail);
@@ -192,15 +202,16 @@ static void relay_done(void *ctx, enum relay_end why)
 }
 
 /* Join client and backend; report TAKEN. */
-static void join(struct handoff *h)
+static void join(struct handoff *h, const char *pending, size_t npending)
 {
     unwatch(h);
     unwatch_client(h);
     h->state = HS_RELAY;
     int failed = 0;
-    if (h->ssl) {
-        tlsrelay_start(h->base, h->ssl, h->cfd, h->bfd, NULL, 0, h->st->relay_idle_timeout,
-                       relay_done, h);
+    if (h->ssl || h->bssl) {
+        tlsrelay_start(h->base, h->cfd, h->ssl, h->bfd, h->bssl, pending, npending,
+                       h->st->relay_idle_timeout, relay_done, h);
+        h->bssl = NULL; /* the relay's now */
     } else {
         h->relay = relay_start(h->base, h->cfd, h->bfd, h->st->relay_idle_timeout, relay_done, h);
         failed = h->relay == NULL;
@@ -269,18 +280,80 @@ static void pass_send(struct handoff *h)
     send_backend(h, attrs, (size_t)n + 1, HS_PASS_WAIT);
 }
 
+/*
+ * Backend I/O, plain or under TLS (mxscreen_backend_tls).  -1 with EAGAIN
+ * when it would block; under TLS h->bwant then says which readiness the
+ * call waits for (rewatch() asks the loop for it).
+ */
+static ssize_t bread(struct handoff *h, void *buf, size_t len)
+{
+    if (h->bssl == NULL)
+        return recv(h->bfd, buf, len, 0);
+    ERR_clear_error();
+    int n = SSL_read(h->bssl, buf, (int)len);
+    if (n > 0)
+        return n;
+    switch (SSL_get_error(h->bssl, n)) {
+    case SSL_ERROR_WANT_READ:
+        h->bwant = EV_READ;
+        errno = EAGAIN;
+        return -1;
+    case SSL_ERROR_WANT_WRITE:
+        h->bwant = EV_WRITE;
+        errno = EAGAIN;
+        return -1;
+    case SSL_ERROR_ZERO_RETURN:
+        return 0;
+    default:
+        errno = EPROTO;
+        return -1;
+    }
+}
+
+static ssize_t bwrite(struct handoff *h, const void *buf, size_t len)
+{
+    if (h->bssl == NULL)
+        return send(h->bfd, buf, len, MSG_NOSIGNAL);
+    ERR_clear_error();
+    int n = SSL_write(h->bssl, buf, (int)len);
+    if (n > 0)
+        return n;
+    switch (SSL_get_error(h->bssl, n)) {
+    case SSL_ERROR_WANT_READ:
+        h->bwant = EV_READ;
+        errno = EAGAIN;
+        return -1;
+    case SSL_ERROR_WANT_WRITE:
+        h->bwant = EV_WRITE;
+        errno = EAGAIN;
+        return -1;
+    default:
+        errno = EPROTO;
+        return -1;
+    }
+}
+
+/* Under TLS, wait for what the last SSL call wants (plain: as before). */
+static void rewatch(struct handoff *h)
+{
+    if (h->bssl && h->bwant)
+        watch(h, h->bwant | EV_PERSIST, h->st->backend_timeout, on_backend);
+}
+
 /* Read more of the backend's reply; 1 when a whole reply is in, 0 for more, -1 on error. */
 static int read_reply(struct handoff *h)
 {
-    ssize_t n = recv(h->bfd, h->in + h->inlen, sizeof(h->in) - 1 - h->inlen, 0);
+    ssize_t n = bread(h, h->in + h->inlen, sizeof(h->in) - 1 - h->inlen);
 
     if (n == 0) {
         hwarn(h, "backend %s closed the connection during the hand-off", h->st->backend_name);
         return -1;
     }
     if (n < 0) {
-        if (errno == EAGAIN || errno == EINTR)
+        if (errno == EAGAIN || errno == EINTR) {
+            rewatch(h);
             return 0;
+        }
         hwarn(h, "backend %s: read: %m", h->st->backend_name);
         return -1;
     }
@@ -312,7 +385,8 @@ static int read_reply(struct handoff *h)
         hwarn(h, "backend %s: reply longer than %zu bytes", h->st->backend_name, sizeof(h->in) - 1);
         return -1;
     }
-    return 0;
+    /* Under TLS the rest may be decrypted already: no event would come. */
+    return h->bssl && SSL_pending(h->bssl) > 0 ? read_reply(h) : 0;
 }
 
 /* The reply code of the reply in h->in. */
@@ -402,7 +476,7 @@ static void xclient_done(struct handoff *h)
         fail(h, HANDOFF_FAIL_PASS);
         return;
     }
-    join(h);
+    join(h, NULL, 0);
 }
 
 /* Send the PROXY header: the client's endpoints, or for a probe the
@@ -506,7 +580,45 @@ static void helo_done(struct handoff *h)
         fail(h, HANDOFF_ENDED);
         return;
     }
+    /* A TLS client's session goes to the backend under TLS when asked. */
+    if (ehlo && h->rp.tls_version && h->st->backend_tls && h->bssl == NULL) {
+        if (!caps_starttls(&caps)) {
+            hwarn(h, "backend %s does not offer STARTTLS (mxscreen_backend_tls) for [%s]:%s",
+                  h->st->backend_name, h->client.addr, h->client.port);
+            fail(h, HANDOFF_FAIL_PASS);
+            return;
+        }
+        h->inlen = 0;
+        send_line(h, "STARTTLS", HS_RP_STARTTLS);
+        return;
+    }
     mail_step(h, ehlo, &caps);
+}
+
+/* Drive the TLS handshake with the backend; then EHLO again, under TLS. */
+static void backend_handshake(struct handoff *h)
+{
+    ERR_clear_error();
+    int r = SSL_do_handshake(h->bssl);
+    if (r == 1) {
+        send_helo(h);
+        return;
+    }
+    switch (SSL_get_error(h->bssl, r)) {
+    case SSL_ERROR_WANT_READ:
+        watch(h, EV_READ | EV_PERSIST, h->st->backend_timeout, on_backend);
+        return;
+    case SSL_ERROR_WANT_WRITE:
+        watch(h, EV_WRITE | EV_PERSIST, h->st->backend_timeout, on_backend);
+        return;
+    default: {
+        char ebuf[256];
+        hwarn(h, "backend %s: TLS handshake failed: %s", h->st->backend_name,
+              tls_error_text(ebuf, sizeof(ebuf)));
+        fail(h, HANDOFF_FAIL_PASS);
+        return;
+    }
+    }
 }
 
 /*
@@ -562,7 +674,7 @@ static void on_backend(evutil_socket_t fd, short what, void *arg)
         return;
     }
     /* The dialogue states wait for one whole reply. */
-    if (h->state >= HS_XC_BANNER && h->state <= HS_RP_RCPT) {
+    if (h->state >= HS_XC_BANNER && h->state <= HS_RP_STARTTLS) {
         int rc = read_reply(h);
         if (rc <= 0) {
             if (rc < 0)
@@ -592,9 +704,11 @@ static void on_backend(evutil_socket_t fd, short what, void *arg)
         return;
     }
     case HS_WRITING: {
-        ssize_t n = send(h->bfd, h->out + h->outoff, h->outlen - h->outoff, MSG_NOSIGNAL);
-        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        ssize_t n = bwrite(h, h->out + h->outoff, h->outlen - h->outoff);
+        if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+            rewatch(h);
             return;
+        }
         if (n <= 0) {
             hwarn(h, "%s service %s: %m",
                   h->st->mode == HANDOFF_PASS ? "cannot pass connection to" : "write to backend",
@@ -607,7 +721,7 @@ static void on_backend(evutil_socket_t fd, short what, void *arg)
             return;
         h->state = h->after_write;
         if (h->state == HS_RP_JOIN) {
-            join(h);
+            join(h, NULL, 0);
             return;
         }
         watch(h, EV_READ | EV_PERSIST, h->st->backend_timeout, on_backend);
@@ -624,7 +738,7 @@ static void on_backend(evutil_socket_t fd, short what, void *arg)
             fail(h, HANDOFF_FAIL_PASS);
             return;
         }
-        join(h);
+        join(h, NULL, 0);
         return;
     }
     case HS_XC_BANNER:
@@ -685,6 +799,25 @@ static void on_backend(evutil_socket_t fd, short what, void *arg)
         return;
     case HS_RP_RCPT:
         replied(h);
+        return;
+    case HS_RP_STARTTLS:
+        if (reply_code(h) != 220) {
+            unexpected(h, "refused STARTTLS");
+            return;
+        }
+        if ((h->bssl = SSL_new(h->st->backend_tls)) == NULL || !SSL_set_fd(h->bssl, h->bfd)) {
+            char ebuf[256];
+            hwarn(h, "backend %s: TLS: %s", h->st->backend_name,
+                  tls_error_text(ebuf, sizeof(ebuf)));
+            fail(h, HANDOFF_FAIL_PASS);
+            return;
+        }
+        SSL_set_connect_state(h->bssl);
+        h->state = HS_RP_HANDSHAKE;
+        backend_handshake(h);
+        return;
+    case HS_RP_HANDSHAKE:
+        backend_handshake(h);
         return;
     case HS_RP_REPLIED:
     case HS_RP_JOIN:
@@ -868,10 +1001,12 @@ void handoff_join(struct handoff *h, int client_fd, SSL *ssl, const char *pendin
         msg_panic("handoff_join: not waiting for a join (state %d)", (int)h->state);
     h->cfd = client_fd;
     h->ssl = ssl;
-    if (npending > 0)
+    /* The splice relay starts empty: unread bytes go first.  The TLS
+     * relay takes them in its buffer. */
+    if (npending > 0 && !ssl && !h->bssl)
         send_backend(h, pending, npending, HS_RP_JOIN);
     else
-        join(h);
+        join(h, pending, npending);
 }
 
 /* Abandon a hand-off without a report (a probe at exit); see handoff.h. */

@@ -1,13 +1,13 @@
 /*
- * tlsrelay - TLS client to plaintext backend; see tlsrelay.h.
+ * tlsrelay - join two sockets in user space, either or both under TLS;
+ * see tlsrelay.h.
  *
  * One pump() runs after every event: it moves what can move in both
  * directions, then asks the loop for exactly the readiness that would let
- * more move.  OpenSSL may want the client socket writable to read (and
- * readable to write), so the client's interest is computed from the last
- * SSL_read()/SSL_write() result.  A write OpenSSL could not finish is
- * retried with the same bytes, so a buffer is only compacted once it is
- * empty.
+ * more move.  OpenSSL may want a socket writable to read (and readable to
+ * write), so each end's interest is computed from its last SSL_read() and
+ * SSL_write() results.  A write OpenSSL could not finish is retried with
+ * the same bytes, so a buffer is only compacted once it is empty.
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -32,22 +32,28 @@ struct buf {
     size_t off, len; /* unsent bytes are data[off..len) */
 };
 
+struct tlsrelay;
+
+/* One side: its socket, its TLS session (or NULL) and the bytes going to it. */
+struct end {
+    struct tlsrelay *t;
+    int fd;
+    SSL *ssl;
+    struct buf to;        /* bytes for this end, read from the other */
+    bool eof;             /* this end has finished sending */
+    bool shut;            /* our sending half to it is shut down (or it is gone) */
+    enum want read_want;  /* what its last SSL_read() waits for */
+    enum want write_want; /* what its last SSL_write() waits for */
+    struct event *ev;
+};
+
 struct tlsrelay {
     struct event_base *base;
-    SSL *ssl;
-    int cfd, bfd;
-    struct buf up;           /* client to backend (decrypted) */
-    struct buf down;         /* backend to client (to encrypt) */
-    bool client_eof;         /* the client's stream has ended */
-    bool backend_eof;        /* the backend has ended */
-    bool backend_shut;       /* backend's sending half shut down */
-    bool client_shut;        /* close_notify sent, client's sending half shut down */
-    enum want read_want;     /* what the last SSL_read() waits for */
-    enum want write_want;    /* what the last SSL_write() waits for */
-    struct event *cev, *bev; /* socket readiness */
-    struct event *timer;     /* idle check */
+    struct end e[2];     /* [0] the client, [1] the backend */
+    struct event *timer; /* idle check */
     time_t idle;
     struct timeval last; /* last byte moved */
+    unsigned long moved; /* chunks moved, to see progress within a pump */
     relay_done_fn fn;
     void *ctx;
 };
@@ -55,13 +61,16 @@ struct tlsrelay {
 /* Close everything, tell the owner, free. */
 static void finish(struct tlsrelay *t, enum relay_end why)
 {
-    event_free(t->cev);
-    event_free(t->bev);
+    for (int i = 0; i < 2; i++) {
+        struct end *e = &t->e[i];
+        event_free(e->ev);
+        if (e->ssl) {
+            SSL_set_quiet_shutdown(e->ssl, why != RELAY_DONE);
+            SSL_free(e->ssl);
+        }
+        close(e->fd);
+    }
     event_free(t->timer);
-    SSL_set_quiet_shutdown(t->ssl, why != RELAY_DONE);
-    SSL_free(t->ssl);
-    close(t->cfd);
-    close(t->bfd);
     relay_done_fn fn = t->fn;
     void *ctx = t->ctx;
     OPENSSL_cleanse(t, sizeof(*t));
@@ -72,134 +81,136 @@ static void finish(struct tlsrelay *t, enum relay_end why)
 static void touch(struct tlsrelay *t)
 {
     event_base_gettimeofday_cached(t->base, &t->last);
+    t->moved++;
 }
 
-/* Empty buffers start over at the front. */
-static void settle(struct buf *b)
+/* The other end of E. */
+static struct end *peer(struct end *e)
 {
-    if (b->off == b->len)
-        b->off = b->len = 0;
+    return e == &e->t->e[0] ? &e->t->e[1] : &e->t->e[0];
 }
 
-/* The client's connection broke: nothing more from it or to it. */
-static void client_gone(struct tlsrelay *t)
+/* An end whose connection broke: nothing more from it or to it. */
+static void gone(struct end *e)
 {
     ERR_clear_error();
-    t->client_eof = true;
-    t->client_shut = true;
-    t->read_want = t->write_want = WANT_NONE;
-    t->down.off = t->down.len = 0;
+    e->eof = true;
+    e->shut = true;
+    e->read_want = e->write_want = WANT_NONE;
+    e->to.off = e->to.len = 0;
 }
 
-/* Decrypt client bytes into up; false on a TLS or socket error. */
-static bool client_read(struct tlsrelay *t)
+/* Read from E into the other end's buffer. */
+static void end_read(struct end *e)
 {
-    while (!t->client_eof && t->up.len < sizeof(t->up.data)) {
-        ERR_clear_error();
-        int n = SSL_read(t->ssl, t->up.data + t->up.len, (int)(sizeof(t->up.data) - t->up.len));
-        if (n > 0) {
-            t->up.len += (size_t)n;
-            t->read_want = WANT_NONE;
-            touch(t);
-            continue;
+    struct buf *b = &peer(e)->to;
+
+    e->read_want = WANT_NONE;
+    while (!e->eof && b->len < sizeof(b->data)) {
+        size_t room = sizeof(b->data) - b->len;
+        if (e->ssl) {
+            ERR_clear_error();
+            int n = SSL_read(e->ssl, b->data + b->len, (int)room);
+            if (n > 0) {
+                b->len += (size_t)n;
+                touch(e->t);
+                continue;
+            }
+            switch (SSL_get_error(e->ssl, n)) {
+            case SSL_ERROR_WANT_READ:
+                e->read_want = WANT_READ;
+                return;
+            case SSL_ERROR_WANT_WRITE:
+                e->read_want = WANT_WRITE;
+                return;
+            case SSL_ERROR_ZERO_RETURN:
+                e->eof = true;
+                return;
+            default:
+                /* What it sent before still goes on to the other end. */
+                gone(e);
+                return;
+            }
         }
-        switch (SSL_get_error(t->ssl, n)) {
-        case SSL_ERROR_WANT_READ:
-            t->read_want = WANT_READ;
-            return true;
-        case SSL_ERROR_WANT_WRITE:
-            t->read_want = WANT_WRITE;
-            return true;
-        case SSL_ERROR_ZERO_RETURN:
-            t->client_eof = true;
-            t->read_want = WANT_NONE;
-            return true;
-        default:
-            /* The client is gone: what it sent still goes to the backend. */
-            client_gone(t);
-            return true;
+        ssize_t n = recv(e->fd, b->data + b->len, room, 0);
+        if (n > 0) {
+            b->len += (size_t)n;
+            touch(e->t);
+        } else if (n == 0) {
+            e->eof = true;
+        } else if (errno == EAGAIN || errno == EINTR) {
+            e->read_want = WANT_READ;
+            return;
+        } else {
+            gone(e);
+            return;
         }
     }
-    t->read_want = WANT_NONE;
-    return true;
 }
 
-/* Send up's bytes to the backend; false on error. */
-static bool backend_write(struct tlsrelay *t)
+/* Write E's pending bytes to it; shut its sending half once the other end
+ * has ended and everything is out. */
+static void end_write(struct end *e)
 {
-    while (t->up.off < t->up.len) {
-        ssize_t n = send(t->bfd, t->up.data + t->up.off, t->up.len - t->up.off, MSG_NOSIGNAL);
-        if (n > 0) {
-            t->up.off += (size_t)n;
-            touch(t);
-            continue;
+    struct buf *b = &e->to;
+
+    e->write_want = WANT_NONE;
+    while (!e->shut && b->off < b->len) {
+        size_t n = b->len - b->off;
+        if (e->ssl) {
+            ERR_clear_error();
+            int w = SSL_write(e->ssl, b->data + b->off, (int)n);
+            if (w > 0) {
+                b->off += (size_t)w;
+                touch(e->t);
+                continue;
+            }
+            switch (SSL_get_error(e->ssl, w)) {
+            case SSL_ERROR_WANT_READ:
+                e->write_want = WANT_READ;
+                return;
+            case SSL_ERROR_WANT_WRITE:
+                e->write_want = WANT_WRITE;
+                return;
+            default:
+                gone(e);
+                return;
+            }
         }
-        if (n < 0 && (errno == EAGAIN || errno == EINTR))
-            return true;
-        return false;
+        ssize_t w = send(e->fd, b->data + b->off, n, MSG_NOSIGNAL);
+        if (w > 0) {
+            b->off += (size_t)w;
+            touch(e->t);
+        } else if (w < 0 && (errno == EAGAIN || errno == EINTR)) {
+            e->write_want = WANT_WRITE;
+            return;
+        } else {
+            gone(e);
+            return;
+        }
     }
-    settle(&t->up);
-    if (t->client_eof && !t->backend_shut) {
-        shutdown(t->bfd, SHUT_WR);
-        t->backend_shut = true;
+    if (b->off == b->len)
+        b->off = b->len = 0;
+    if (peer(e)->eof && b->len == 0 && !e->shut) {
+        if (e->ssl) {
+            ERR_clear_error();
+            SSL_shutdown(e->ssl); /* close_notify, best effort */
+        }
+        shutdown(e->fd, SHUT_WR);
+        e->shut = true;
     }
-    return true;
 }
 
-/* Read backend bytes into down; false on error. */
-static bool backend_read(struct tlsrelay *t)
+/* The readiness E waits for. */
+static short interest(const struct end *e)
 {
-    while (!t->backend_eof && t->down.len < sizeof(t->down.data)) {
-        ssize_t n = recv(t->bfd, t->down.data + t->down.len, sizeof(t->down.data) - t->down.len, 0);
-        if (n > 0) {
-            t->down.len += (size_t)n;
-            touch(t);
-            continue;
-        }
-        if (n == 0) {
-            t->backend_eof = true;
-            return true;
-        }
-        if (errno == EAGAIN || errno == EINTR)
-            return true;
-        return false;
-    }
-    return true;
-}
+    short what = 0;
 
-/* Encrypt down's bytes to the client; false on error. */
-static bool client_write(struct tlsrelay *t)
-{
-    while (t->down.off < t->down.len) {
-        ERR_clear_error();
-        int n = SSL_write(t->ssl, t->down.data + t->down.off, (int)(t->down.len - t->down.off));
-        if (n > 0) {
-            t->down.off += (size_t)n;
-            t->write_want = WANT_NONE;
-            touch(t);
-            continue;
-        }
-        switch (SSL_get_error(t->ssl, n)) {
-        case SSL_ERROR_WANT_READ:
-            t->write_want = WANT_READ;
-            return true;
-        case SSL_ERROR_WANT_WRITE:
-            t->write_want = WANT_WRITE;
-            return true;
-        default:
-            client_gone(t);
-            return true;
-        }
-    }
-    t->write_want = WANT_NONE;
-    settle(&t->down);
-    if (t->backend_eof && !t->client_shut) {
-        ERR_clear_error();
-        SSL_shutdown(t->ssl); /* close_notify, best effort */
-        shutdown(t->cfd, SHUT_WR);
-        t->client_shut = true;
-    }
-    return true;
+    if (!e->eof && peer((struct end *)e)->to.len < TLSRELAY_BUF)
+        what |= e->read_want == WANT_WRITE ? EV_WRITE : EV_READ;
+    if (!e->shut && e->to.off < e->to.len)
+        what |= e->write_want == WANT_READ ? EV_READ : EV_WRITE;
+    return what;
 }
 
 static void on_event(evutil_socket_t fd, short what, void *arg);
@@ -208,42 +219,30 @@ static void on_event(evutil_socket_t fd, short what, void *arg);
 static void pump(struct tlsrelay *t)
 {
     for (int round = 0; round < 4; round++) {
-        size_t before = t->up.len + t->up.off + t->down.len + t->down.off;
-        if (!client_read(t) || !backend_write(t) || !backend_read(t) || !client_write(t)) {
-            finish(t, RELAY_ERROR);
-            return;
+        unsigned long before = t->moved;
+        for (int i = 0; i < 2; i++) {
+            end_read(&t->e[i]);
+            end_write(&t->e[1 - i]);
         }
-        /* Decrypted bytes OpenSSL still holds do not wake the loop. */
-        size_t after = t->up.len + t->up.off + t->down.len + t->down.off;
-        if (after == before && !(SSL_pending(t->ssl) > 0 && t->up.len < sizeof(t->up.data)))
+        if (t->moved == before)
             break;
     }
-    if (t->backend_shut && t->client_shut) {
+    /* Done when each end has been shut, i.e. both have ended and all is out. */
+    if (t->e[0].shut && t->e[1].shut) {
         finish(t, RELAY_DONE);
         return;
     }
-    short cw = 0, bw = 0;
-    /* Read the client to its end, even after our side is shut. */
-    if (!t->client_eof && t->up.len < sizeof(t->up.data))
-        cw |= t->read_want == WANT_WRITE ? EV_WRITE : EV_READ;
-    if (!t->client_shut && t->down.off < t->down.len)
-        cw |= t->write_want == WANT_READ ? EV_READ : EV_WRITE;
-    if (!t->backend_eof && t->down.len < sizeof(t->down.data))
-        bw |= EV_READ;
-    if (t->up.off < t->up.len)
-        bw |= EV_WRITE;
-    event_del(t->cev);
-    event_del(t->bev);
-    if (cw) {
-        event_assign(t->cev, t->base, t->cfd, cw, on_event, t);
-        event_add(t->cev, NULL);
+    for (int i = 0; i < 2; i++) {
+        struct end *e = &t->e[i];
+        short what = interest(e);
+        event_del(e->ev);
+        if (what == 0)
+            continue;
+        event_assign(e->ev, t->base, e->fd, what, on_event, t);
+        event_add(e->ev, NULL);
         /* Bytes OpenSSL has already decrypted wake no event: go on now. */
-        if ((cw & EV_READ) && t->read_want != WANT_WRITE && SSL_pending(t->ssl) > 0)
-            event_active(t->cev, EV_READ, 0);
-    }
-    if (bw) {
-        event_assign(t->bev, t->base, t->bfd, bw, on_event, t);
-        event_add(t->bev, NULL);
+        if ((what & EV_READ) && e->ssl && e->read_want != WANT_WRITE && SSL_pending(e->ssl) > 0)
+            event_active(e->ev, EV_READ, 0);
     }
 }
 
@@ -272,34 +271,39 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     event_add(t->timer, &left);
 }
 
-/* Join the TLS client and the backend; see tlsrelay.h. */
-struct tlsrelay *tlsrelay_start(struct event_base *base, SSL *ssl, int cfd, int bfd,
+/* Join the two ends; see tlsrelay.h. */
+struct tlsrelay *tlsrelay_start(struct event_base *base, int cfd, SSL *cssl, int bfd, SSL *bssl,
                                 const char *pending, size_t npending, time_t idle, relay_done_fn fn,
                                 void *ctx)
 {
     struct tlsrelay *t = xcalloc(1, sizeof(*t));
 
     t->base = base;
-    t->ssl = ssl;
-    t->cfd = cfd;
-    t->bfd = bfd;
     t->idle = idle;
     t->fn = fn;
     t->ctx = ctx;
-    if (npending > sizeof(t->up.data))
-        npending = sizeof(t->up.data);
+    t->e[0].fd = cfd;
+    t->e[0].ssl = cssl;
+    t->e[1].fd = bfd;
+    t->e[1].ssl = bssl;
+    if (npending > sizeof(t->e[1].to.data))
+        npending = sizeof(t->e[1].to.data);
     if (npending)
-        memcpy(t->up.data, pending, npending);
-    t->up.len = npending;
-    t->cev = event_new(base, cfd, EV_READ, on_event, t);
-    t->bev = event_new(base, bfd, EV_READ, on_event, t);
+        memcpy(t->e[1].to.data, pending, npending);
+    t->e[1].to.len = npending;
+    for (int i = 0; i < 2; i++) {
+        struct end *e = &t->e[i];
+        e->t = t;
+        e->ev = event_new(base, e->fd, EV_READ, on_event, t);
+        /* An end that closes without close_notify has ended all the same. */
+        if (e->ssl)
+            SSL_set_options(e->ssl, SSL_OP_IGNORE_UNEXPECTED_EOF);
+    }
     t->timer = evtimer_new(base, on_timer, t);
     struct timeval tv = {idle, 0};
     event_add(t->timer, &tv);
     touch(t);
-    /* A client that ends without close_notify has ended all the same. */
-    SSL_set_options(ssl, SSL_OP_IGNORE_UNEXPECTED_EOF);
     /* Start from the loop: bytes OpenSSL holds wake no event. */
-    event_active(t->cev, EV_READ, 0);
+    event_active(t->e[0].ev, EV_READ, 0);
     return t;
 }

@@ -1,21 +1,23 @@
 /*
- * tlsrelay - join a client's TLS session to a plaintext backend socket
+ * tlsrelay - join two sockets in user space, either or both under TLS
  *
  * A client that negotiated STARTTLS with mxscreen's SMTP engine and is
- * then replayed to the backend keeps its TLS session: tlsrelay_start()
- * takes the client socket with its established SSL, the backend socket,
- * and the client bytes already decrypted but not yet executed (PENDING,
- * copied), and moves bytes both ways, decrypting and encrypting in user
- * space.  Each direction holds at most TLSRELAY_BUF bytes: a side that
- * does not read stops the other side's reading, never grows memory.
+ * then replayed to the backend keeps its TLS session; with
+ * mxscreen_backend_tls the backend connection is under TLS too.
+ * tlsrelay_start() takes the client socket with its established SSL (or
+ * NULL), the backend socket with its SSL (or NULL), and the client bytes
+ * not yet sent on (PENDING, copied), and moves bytes both ways, decrypting
+ * and encrypting in user space.  Each direction holds at most
+ * TLSRELAY_BUF bytes: a side that does not read stops the other side's
+ * reading, never grows memory.
  *
- * The ends are as in relay.h: when the client's TLS stream ends (or its
- * socket is closed), the backend's sending half is shut down once the
- * buffer is drained; when the backend ends, mxscreen sends close_notify
- * and shuts down the client's sending half; when both directions have
- * ended, or on an error, or after IDLE seconds without a byte either way,
- * everything is closed and FN(CTX, why) is called, after which the relay
- * has freed itself.
+ * The ends are as in relay.h: when one side's stream ends (close_notify,
+ * or its socket's end of file), the other side gets close_notify and its
+ * sending half is shut down once everything is out; a side whose
+ * connection breaks counts as ended, and what it sent before still goes
+ * on.  When both directions have ended, or after IDLE seconds without a
+ * byte either way, everything is closed and FN(CTX, why) is called, after
+ * which the relay has freed itself.
  */
 #ifndef MXS_TLSRELAY_H
 #define MXS_TLSRELAY_H
@@ -31,7 +33,7 @@
 
 struct tlsrelay;
 
-struct tlsrelay *tlsrelay_start(struct event_base *base, SSL *ssl, int cfd, int bfd,
+struct tlsrelay *tlsrelay_start(struct event_base *base, int cfd, SSL *cssl, int bfd, SSL *bssl,
                                 const char *pending, size_t npending, time_t idle, relay_done_fn fn,
                                 void *ctx);
 

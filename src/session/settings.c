@@ -12,6 +12,7 @@
 #include "session/settings.h"
 #include "session/verdict.h"
 #include "smtp/engine.h"
+#include "tls/tls.h"
 #include "util/mem.h"
 #include "util/sbuf.h"
 
@@ -80,6 +81,11 @@ struct settings *settings_build(struct conf *cf, char *err, size_t errlen)
     /* The pass service takes a fresh socket: nothing to replay into. */
     st->replay = conf_num(cf, P_MXS_DEEP_TEST_HANDOFF) == 0 && st->mode != HANDOFF_PASS;
     st->probe_interval = (time_t)conf_num(cf, P_MXS_BACKEND_PROBE_INTERVAL);
+    if (conf_bool(cf, P_MXS_BACKEND_TLS) &&
+        (st->backend_tls = tls_client_ctx_new(e, sizeof(e))) == NULL) {
+        where_err(cf, P_MXS_BACKEND_TLS, e, err, errlen);
+        goto fail;
+    }
     st->client_limit = conf_num(cf, P_PSC_CLIENT_CONNECTION_COUNT_LIMIT);
     st->post_queue_limit = conf_num(cf, P_PSC_POST_QUEUE_LIMIT);
     st->denylist_action = settings_action(cf, P_PSC_DENYLIST_ACTION);
@@ -170,6 +176,7 @@ void settings_unref(struct settings *st)
     addrlist_free(st->mynetworks);
     addrlist_free(st->allow_ifaces);
     engine_conf_free(st->engine);
+    SSL_CTX_free(st->backend_tls);
     dnsbl_sites_free(st->dnsbl_sites);
     table_free(st->dnsbl_reply_map);
     free(st->teaser);

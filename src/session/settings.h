@@ -27,6 +27,7 @@
 struct engine_conf;
 struct dnsbl_sites;
 struct table;
+struct ssl_ctx_st;
 
 enum handoff_mode {
     HANDOFF_PROXY,   /* PROXY header to the backend, then relay */
@@ -71,6 +72,7 @@ struct settings {
     time_t relay_idle_timeout;        /* mxscreen_relay_idle_timeout */
     bool replay;                      /* mxscreen_deep_test_handoff = replay, not in pass mode */
     time_t probe_interval;            /* mxscreen_backend_probe_interval */
+    struct ssl_ctx_st *backend_tls;   /* mxscreen_backend_tls: OpenSSL's SSL_CTX, or NULL */
     long long client_limit;           /* postscreen_client_connection_count_limit */
     long long post_queue_limit;       /* postscreen_post_queue_limit */
     enum psc_action denylist_action;  /* postscreen_denylist_action */

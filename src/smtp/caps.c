@@ -157,3 +157,9 @@ bool caps_same(const struct ehlo_caps *a, const struct ehlo_caps *b)
 {
     return a->known == b->known && a->mask == b->mask && a->size == b->size;
 }
+
+/* Is STARTTLS offered? */
+bool caps_starttls(const struct ehlo_caps *caps)
+{
+    return (caps->mask & EHLO_STARTTLS) != 0;
+}

@@ -15,6 +15,7 @@
  *                   RET/ENVID/NOTIFY/ORCPT for DSN)
  *   caps_names()    keyword names of a mask, for log lines
  *   caps_same()     two learned sets are equal
+ *   caps_starttls() STARTTLS is offered
  *
  * The masks are the engine's EHLO_* bits (engine_int.h).  Pure functions
  * over text; no I/O.
@@ -36,5 +37,6 @@ bool caps_parse(struct ehlo_caps *caps, const char *reply, size_t len);
 unsigned caps_needed(const char *line);
 void caps_names(char *buf, size_t len, unsigned mask);
 bool caps_same(const struct ehlo_caps *a, const struct ehlo_caps *b);
+bool caps_starttls(const struct ehlo_caps *caps);
 
 #endif

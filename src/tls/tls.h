@@ -16,6 +16,11 @@
  * tls_session_new() makes a server-side SSL object for a socket; the
  * caller drives the handshake and the I/O without blocking.
  * tls_error_text() gives the text of the last OpenSSL error (or ERRNO's).
+ *
+ * tls_client_ctx_new() builds the context for mxscreen_backend_tls: TLS
+ * 1.2 or later to the MTA behind, which is on loopback or a private link,
+ * without certificate verification (it encrypts, it does not
+ * authenticate).
  */
 #ifndef MXS_TLS_H
 #define MXS_TLS_H
@@ -40,6 +45,7 @@ enum tls_status tls_server_new(const struct conf *cf, bool mandatory, struct tls
 void tls_server_free(struct tls_server *ts);
 SSL *tls_session_new(struct tls_server *ts, int fd);
 const char *tls_error_text(char *buf, size_t len);
+SSL_CTX *tls_client_ctx_new(char *err, size_t errlen);
 int tls_log_level(const struct tls_server *ts);
 
 #endif

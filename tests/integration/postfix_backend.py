@@ -55,8 +55,9 @@ Notes on what was needed to make this work on Debian 12 / Postfix 3.7:
     "open lock file ...: Permission denied".  data_directory is therefore
     given as the relative path "data", which master, postfix-script (it
     cd's to queue_directory first) and "postfix check" resolve against
-    queue_directory.  (Nothing else here uses data_directory: no TLS
-    session caches, no tlsmgr, address_verify_map is in-memory.)
+    queue_directory.  (Nothing else here uses data_directory but tlsmgr: no TLS
+    session caches, address_verify_map is in-memory; tlsmgr(8), which
+    STARTTLS needs for its random seed, keeps prng_exch there.)
   - delivery: virtual(8) must open an absolute mailbox path with a non-root
     uid (virtual_minimum_uid >= 1), which fails in such a tree.  So mail for
     example.test goes to a pipe(8) transport that runs "/bin/sh deliver.sh"
@@ -422,6 +423,7 @@ retry     unix  -       -       n       -       -       error
 discard   unix  -       -       n       -       -       discard
 anvil     unix  -       -       n       -       1       anvil
 scache    unix  -       -       n       -       1       scache
+tlsmgr    unix  -       -       n       1000?   1       tlsmgr
 postlog   unix-dgram n  -       n       -       1       postlogd
 # Delivery for {LOCAL_DOMAIN}: runs as {DELIVERY_USER} with cwd=queue_directory
 # (pipe(8) default), so relative paths work even if basedir's ancestors

@@ -1025,3 +1025,108 @@ def test_postfix_relays_through_mxscreen_on_the_first_attempt(postfix, workdir):
             f"CONNECT from [{ip}]:P to [127.0.0.1]:P", f"PASS NEW [{ip}]:P",
             f"REPLAY [{ip}]:P to 127.0.0.1:P: RCPT 250 2.1.5 Ok"], lines
         no_warnings(mx)
+
+
+# ---- TLS from mxscreen to the backend (mxscreen_backend_tls) -------------
+
+
+@pytest.fixture(scope="module")
+def tls_postfix(tlsdir):
+    """A backend Postfix that offers STARTTLS and logs TLS sessions."""
+    base = tempfile.mkdtemp(prefix="mxs-pftls-", dir="/tmp")
+    os.chmod(base, 0o755)
+    pf = PostfixBackend(base, main_cf_extra={
+        "smtpd_tls_security_level": "may",
+        "smtpd_tls_cert_file": os.path.join(tlsdir, "cert.pem"),
+        "smtpd_tls_key_file": os.path.join(tlsdir, "key.pem"),
+        "smtpd_tls_loglevel": "1",
+    })
+    pf.start()
+    try:
+        yield pf
+    finally:
+        pf.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.mark.parametrize("mode", ["proxy", "xclient"])
+def test_backend_tls_carries_a_tls_client_to_postfix_under_tls(tls_postfix, workdir, tls, mode):
+    """With mxscreen_backend_tls, a client that used TLS with mxscreen is
+    replayed under TLS: Postfix logs a TLS session for the client's own
+    address and stamps the message ESMTPS; a plaintext client stays plain."""
+    backend = postfix_addr(tls_postfix, mode)
+    with mxscreen(workdir, params_for(mode, backend, mxscreen_backend_tls="yes", **tls)) as mx:
+        ip = new_ip()
+        since = tls_postfix.log_offset()
+        peer, msg = deliver(tls_postfix, mx, ip, mode, use_tls=True)
+        assert re.search(r"^\s+by mx\.test \(Postfix\) with ESMTPS id ", msg, re.M), msg
+        tls_postfix.wait_for_log(rf"Anonymous TLS connection established from "
+                                 rf"unknown\[{re.escape(ip)}\]: TLSv1\.[23] ", since=since)
+        peer.expect_log([connect_line(peer), f"PASS NEW {peer.ep}",
+                         replay_line(peer, backend, "250 2.1.5 Ok")])
+        # A client without TLS is replayed in plaintext, as it came.
+        ip2 = new_ip()
+        since = tls_postfix.log_offset()
+        _, msg2 = deliver(tls_postfix, mx, ip2, mode)
+        assert re.search(r"^\s+by mx\.test \(Postfix\) with ESMTP id ", msg2, re.M), msg2
+        assert not re.search(rf"TLS connection established from unknown\[{re.escape(ip2)}\]",
+                             tls_postfix.log_text()[since:])
+        no_warnings(mx)
+
+
+@pytest.mark.parametrize("size", [0, 300000], ids=["data", "large message"])
+def test_backend_tls_relays_a_pipelined_message_whole(tls_postfix, workdir, tls, size):
+    """Bytes pipelined after the replayed RCPT, a large message included,
+    reach Postfix whole through the TLS-to-TLS relay."""
+    backend = postfix_addr(tls_postfix, "proxy")
+    p = params_for("proxy", backend, mxscreen_backend_tls="yes",
+                   postscreen_pipelining_enable="no", **tls)
+    with mxscreen(workdir, p) as mx:
+        c = greet(mx, new_ip())
+        assert c.cmd("EHLO client.example")[:4] == b"250-"
+        starttls(c)
+        assert c.cmd("EHLO client.example")[:4] == b"250-"
+        assert c.cmd("MAIL FROM:<a@remote.example>") == MAIL_OK
+        tag = uuid.uuid4().hex
+        body = "".join(f"line {i} {'x' * 60}\r\n" for i in range(size // 70))
+        c.send(f"RCPT TO:<big@example.test>\r\nDATA\r\n".encode())
+        assert c.reply() == b"250 2.1.5 Ok\r\n"
+        assert c.reply().startswith(b"354 ")
+        c.send(f"Subject: {tag}\r\n\r\n{body}.\r\nQUIT\r\n".encode())
+        assert c.reply(timeout=30).startswith(b"250 2.0.0 Ok: queued as ")
+        assert c.reply() == b"221 2.0.0 Bye\r\n"
+        msg = tls_postfix.wait_for_message(tag, timeout=30)
+        assert body.replace("\r\n", "\n") in msg.replace("\r\n", "\n")
+        assert re.search(r"with ESMTPS id ", msg), msg[:600]
+        no_warnings(mx)
+
+
+@pytest.mark.parametrize("case", ["no STARTTLS", "STARTTLS refused"])
+def test_backend_tls_unavailable_falls_back_to_450(workdir, tls, case):
+    """A backend that cannot take TLS when mxscreen_backend_tls asks for it:
+    the TLS client is not replayed in plaintext behind its back; it gets
+    the 450 and a warning says why."""
+    if case == "no STARTTLS":
+        fb = FakeBackend()
+        why = (f"warning: backend {{b}} does not offer STARTTLS (mxscreen_backend_tls) "
+               "for {ep}")
+    else:
+        fb = FakeBackend(ehlo=backend_ehlo(["SIZE 10240000", "8BITMIME", "STARTTLS"]),
+                         replies={"STARTTLS": b"454 4.7.0 TLS not available\r\n"})
+        why = "warning: backend {b} refused STARTTLS: 454 4.7.0 TLS not available"
+    with fb:
+        p = params_for("proxy", fb.addr, mxscreen_backend_tls="yes", **tls)
+        with mxscreen(workdir, p) as mx:
+            c = greet(mx, new_ip())
+            assert c.cmd("EHLO client.example")[:4] == b"250-"
+            starttls(c)
+            assert c.cmd("EHLO client.example")[:4] == b"250-"
+            assert c.cmd("MAIL FROM:<a@b>") == MAIL_OK
+            assert c.cmd("RCPT TO:<c@d>") == R450
+            assert c.cmd("QUIT") == BYE
+            lines = mx.log_lines()
+            cause = why.format(b=fb.addr, ep=c.ep)
+            assert cause in lines, lines
+            assert fallback_lines(c, fb.addr)[0] in lines
+            # The backend never heard MAIL.
+            assert not any(cmd.startswith("MAIL") for conn in fb.conns for cmd in conn.commands)

@@ -60,6 +60,8 @@ static void test_parse(void **state)
         if (ok != c->ok || (ok && (caps.mask != c->mask || caps.size != c->size || !caps.known)))
             fail_msg("case %zu: ok %d mask %#x size %lld, want ok %d mask %#x size %lld", i, ok,
                      caps.mask, caps.size, c->ok, c->mask, c->size);
+        if (ok && caps_starttls(&caps) != ((c->mask & EHLO_STARTTLS) != 0))
+            fail_msg("case %zu: caps_starttls() disagrees with the mask", i);
     }
 }
 
