@@ -285,14 +285,10 @@ static void pass_send(struct handoff *h)
  * when it would block; under TLS h->bwant then says which readiness the
  * call waits for (rewatch() asks the loop for it).
  */
-static ssize_t bread(struct handoff *h, void *buf, size_t len)
+/* The result N of an SSL call that did not move bytes, as errno-style -1
+ * (EAGAIN: wait for h->bwant), or 0 at the backend's close_notify. */
+static ssize_t ssl_result(struct handoff *h, int n)
 {
-    if (h->bssl == NULL)
-        return recv(h->bfd, buf, len, 0);
-    ERR_clear_error();
-    int n = SSL_read(h->bssl, buf, (int)len);
-    if (n > 0)
-        return n;
     switch (SSL_get_error(h->bssl, n)) {
     case SSL_ERROR_WANT_READ:
         h->bwant = EV_READ;
@@ -303,11 +299,21 @@ static ssize_t bread(struct handoff *h, void *buf, size_t len)
         errno = EAGAIN;
         return -1;
     case SSL_ERROR_ZERO_RETURN:
+        errno = ECONNRESET; /* for a write's warning */
         return 0;
     default:
         errno = EPROTO;
         return -1;
     }
+}
+
+static ssize_t bread(struct handoff *h, void *buf, size_t len)
+{
+    if (h->bssl == NULL)
+        return recv(h->bfd, buf, len, 0);
+    ERR_clear_error();
+    int n = SSL_read(h->bssl, buf, (int)len);
+    return n > 0 ? n : ssl_result(h, n);
 }
 
 static ssize_t bwrite(struct handoff *h, const void *buf, size_t len)
@@ -316,21 +322,7 @@ static ssize_t bwrite(struct handoff *h, const void *buf, size_t len)
         return send(h->bfd, buf, len, MSG_NOSIGNAL);
     ERR_clear_error();
     int n = SSL_write(h->bssl, buf, (int)len);
-    if (n > 0)
-        return n;
-    switch (SSL_get_error(h->bssl, n)) {
-    case SSL_ERROR_WANT_READ:
-        h->bwant = EV_READ;
-        errno = EAGAIN;
-        return -1;
-    case SSL_ERROR_WANT_WRITE:
-        h->bwant = EV_WRITE;
-        errno = EAGAIN;
-        return -1;
-    default:
-        errno = EPROTO;
-        return -1;
-    }
+    return n > 0 ? n : ssl_result(h, n);
 }
 
 /* Under TLS, wait for what the last SSL call wants (plain: as before). */
@@ -385,7 +377,8 @@ static int read_reply(struct handoff *h)
         hwarn(h, "backend %s: reply longer than %zu bytes", h->st->backend_name, sizeof(h->in) - 1);
         return -1;
     }
-    /* Under TLS the rest may be decrypted already: no event would come. */
+    /* Under TLS, bytes OpenSSL holds (a record longer than the room
+     * left) would wake no event. */
     return h->bssl && SSL_pending(h->bssl) > 0 ? read_reply(h) : 0;
 }
 
@@ -519,13 +512,23 @@ static void send_line(struct handoff *h, const char *line, enum hstate next)
 
 static void mail_step(struct handoff *h, bool ehlo, const struct ehlo_caps *caps);
 
+/*
+ * Must the replay go under TLS first (mxscreen_backend_tls and a client
+ * that came under TLS)?  Then mxscreen says its own EHLO, STARTTLS, and
+ * replays the client's HELO or EHLO (or neither) under TLS only.
+ */
+static bool backend_tls_due(const struct handoff *h)
+{
+    return h->kind == HK_REPLAY && h->rp.tls_version && h->st->backend_tls && h->bssl == NULL;
+}
+
 /* Replay the client's EHLO or HELO (a probe's own EHLO); then MAIL. */
 static void send_helo(struct handoff *h)
 {
     struct sbuf line = SBUF_INIT;
 
     h->inlen = 0;
-    if (h->kind == HK_PROBE) {
+    if (h->kind == HK_PROBE || backend_tls_due(h)) {
         sbuf_printf(&line, "EHLO %.250s", h->st->myhostname);
     } else if (h->rp.helo) {
         sbuf_printf(&line, "%s %s", h->rp.ehlo ? "EHLO" : "HELO", h->rp.helo);
@@ -565,7 +568,8 @@ static void learn_caps(struct handoff *h, const struct ehlo_caps *caps)
 /* The reply to EHLO or HELO is in: learn, check, go on to MAIL. */
 static void helo_done(struct handoff *h)
 {
-    bool ehlo = h->kind == HK_PROBE || h->rp.ehlo;
+    bool own = h->kind == HK_PROBE || backend_tls_due(h); /* mxscreen's own EHLO */
+    bool ehlo = own || h->rp.ehlo;
     struct ehlo_caps caps = {0};
 
     if (reply_code(h) != 250) {
@@ -581,7 +585,7 @@ static void helo_done(struct handoff *h)
         return;
     }
     /* A TLS client's session goes to the backend under TLS when asked. */
-    if (ehlo && h->rp.tls_version && h->st->backend_tls && h->bssl == NULL) {
+    if (own) {
         if (!caps_starttls(&caps)) {
             hwarn(h, "backend %s does not offer STARTTLS (mxscreen_backend_tls) for [%s]:%s",
                   h->st->backend_name, h->client.addr, h->client.port);

@@ -88,6 +88,19 @@ static int flush(struct dir *d)
     return 0;
 }
 
+/*
+ * DST can no longer be written to: this direction is over (what is left
+ * in its pipe is lost), but the other direction still reads DST to its
+ * end, so that a reply sent just before a reset still gets through.
+ */
+static void broken(struct dir *d)
+{
+    event_del(d->rd);
+    event_del(d->wr);
+    d->eof = true;
+    d->shut = true;
+}
+
 /* After a flush: wait for dst, or shut it down at EOF, or read again. */
 static void settle(struct dir *d)
 {
@@ -120,17 +133,18 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
     if (n > 0) {
         d->pending += (size_t)n;
         touch(r);
-    } else if (n == 0) {
+    } else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+        /* An end of file, or a broken connection: what it sent before
+         * still goes on, then the other side hears the end. */
         d->eof = true;
         event_del(d->rd);
-    } else if (errno == EAGAIN || errno == EINTR) {
-        return;
     } else {
-        relay_end(r, RELAY_ERROR);
         return;
     }
     if (flush(d) < 0) {
-        relay_end(r, RELAY_ERROR);
+        broken(d);
+        if (finished(r))
+            relay_end(r, RELAY_ERROR);
         return;
     }
     settle(d);
@@ -147,7 +161,9 @@ static void on_write(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     if (flush(d) < 0) {
-        relay_end(r, RELAY_ERROR);
+        broken(d);
+        if (finished(r))
+            relay_end(r, RELAY_ERROR);
         return;
     }
     settle(d);

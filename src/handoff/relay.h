@@ -7,10 +7,12 @@
  * bytes the other socket cannot take yet, so a slow reader never makes
  * mxscreen buffer more than one pipe (64 KiB) per direction.  When one
  * side ends its sending, the other side's sending half is shut down once
- * the pipe is drained; when both directions have ended, or on an error,
- * or after IDLE seconds without a byte either way, everything is closed
- * and FN(CTX, why) is called.  The relay frees itself after that call:
- * the caller must not use it afterwards.
+ * the pipe is drained.  A side that can no longer be written to ends
+ * that direction, but is still read to its end (a reply sent just before
+ * a reset still reaches the other side); a read error counts as an end of
+ * file.  When both directions have ended, or after IDLE seconds without a
+ * byte either way, everything is closed and FN(CTX, why) is called.  The relay frees itself after
+ * that call: the caller must not use it afterwards.
  */
 #ifndef MXS_RELAY_H
 #define MXS_RELAY_H

@@ -44,6 +44,7 @@ struct end {
     bool shut;            /* our sending half to it is shut down (or it is gone) */
     enum want read_want;  /* what its last SSL_read() waits for */
     enum want write_want; /* what its last SSL_write() waits for */
+    bool closing;         /* close_notify started, not yet out */
     struct event *ev;
 };
 
@@ -97,6 +98,15 @@ static void gone(struct end *e)
     e->eof = true;
     e->shut = true;
     e->read_want = e->write_want = WANT_NONE;
+    e->to.off = e->to.len = 0;
+}
+
+/* Writing to E failed: nothing more to it, but what it sent is still read. */
+static void write_gone(struct end *e)
+{
+    ERR_clear_error();
+    e->shut = true;
+    e->write_want = WANT_NONE;
     e->to.off = e->to.len = 0;
 }
 
@@ -173,7 +183,7 @@ static void end_write(struct end *e)
                 e->write_want = WANT_WRITE;
                 return;
             default:
-                gone(e);
+                write_gone(e);
                 return;
             }
         }
@@ -185,7 +195,7 @@ static void end_write(struct end *e)
             e->write_want = WANT_WRITE;
             return;
         } else {
-            gone(e);
+            write_gone(e);
             return;
         }
     }
@@ -194,21 +204,42 @@ static void end_write(struct end *e)
     if (peer(e)->eof && b->len == 0 && !e->shut) {
         if (e->ssl) {
             ERR_clear_error();
-            SSL_shutdown(e->ssl); /* close_notify, best effort */
+            int r = SSL_shutdown(e->ssl);
+            if (r < 0) {
+                switch (SSL_get_error(e->ssl, r)) {
+                case SSL_ERROR_WANT_WRITE:
+                    e->closing = true;
+                    e->write_want = WANT_WRITE;
+                    return;
+                case SSL_ERROR_WANT_READ:
+                    e->closing = true;
+                    e->write_want = WANT_READ;
+                    return;
+                default:
+                    ERR_clear_error();
+                    break;
+                }
+            }
         }
         shutdown(e->fd, SHUT_WR);
         e->shut = true;
     }
 }
 
+/* Is E read from (not ended, and room on the other side)? */
+static bool reading(struct end *e)
+{
+    return !e->eof && peer(e)->to.len < TLSRELAY_BUF;
+}
+
 /* The readiness E waits for. */
-static short interest(const struct end *e)
+static short interest(struct end *e)
 {
     short what = 0;
 
-    if (!e->eof && peer((struct end *)e)->to.len < TLSRELAY_BUF)
+    if (reading(e))
         what |= e->read_want == WANT_WRITE ? EV_WRITE : EV_READ;
-    if (!e->shut && e->to.off < e->to.len)
+    if (!e->shut && (e->to.off < e->to.len || e->closing))
         what |= e->write_want == WANT_READ ? EV_READ : EV_WRITE;
     return what;
 }
@@ -240,8 +271,9 @@ static void pump(struct tlsrelay *t)
             continue;
         event_assign(e->ev, t->base, e->fd, what, on_event, t);
         event_add(e->ev, NULL);
-        /* Bytes OpenSSL has already decrypted wake no event: go on now. */
-        if ((what & EV_READ) && e->ssl && e->read_want != WANT_WRITE && SSL_pending(e->ssl) > 0)
+        /* Bytes OpenSSL has already decrypted wake no event: go on now,
+         * when there is room for them. */
+        if (e->ssl && reading(e) && e->read_want != WANT_WRITE && SSL_pending(e->ssl) > 0)
             event_active(e->ev, EV_READ, 0);
     }
 }

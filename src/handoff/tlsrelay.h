@@ -13,11 +13,12 @@
  *
  * The ends are as in relay.h: when one side's stream ends (close_notify,
  * or its socket's end of file), the other side gets close_notify and its
- * sending half is shut down once everything is out; a side whose
- * connection breaks counts as ended, and what it sent before still goes
- * on.  When both directions have ended, or after IDLE seconds without a
- * byte either way, everything is closed and FN(CTX, why) is called, after
- * which the relay has freed itself.
+ * sending half is shut down once everything is out; a side that can no
+ * longer be written to is still read to its end (a reply sent just
+ * before a reset still reaches the other side), and a side whose reading
+ * breaks counts as ended, what it sent before still going on.  When both directions have ended, or
+ * after IDLE seconds without a byte either way, everything is closed and FN(CTX, why) is called,
+ * after which the relay has freed itself.
  */
 #ifndef MXS_TLSRELAY_H
 #define MXS_TLSRELAY_H

@@ -20,7 +20,7 @@ reads an end of file rather than a reset),
 before every later reply), ``unix`` (listen on this UNIX socket path instead
 of a TCP port), ``replies`` (a whole command line or a command
 verb -> reply bytes, e.g. {"MAIL": b"452 ...\\r\\n"}; b"" says nothing, None
-closes the connection),
+closes the connection, ("RST", bytes) says bytes and resets the connection),
 ``port`` (a fixed port, e.g. one mxscreen already points at).  Sockets have
 time limits; close() stops the listener and every connection.
 """
@@ -279,6 +279,12 @@ class FakeBackend:
             canned = self.replies.get(cmd, self.replies.get(verb, False))
             if canned is None:
                 return  # close the connection
+            if isinstance(canned, tuple) and canned[0] == "RST":
+                # Say this, then reset the connection (SO_LINGER 0).
+                c.sock.sendall(canned[1])
+                c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                c.sock.close()
+                return
             if canned is not False:
                 c.sock.sendall(canned)  # b"": say nothing
             elif verb == "EHLO":

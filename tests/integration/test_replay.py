@@ -1130,3 +1130,59 @@ def test_backend_tls_unavailable_falls_back_to_450(workdir, tls, case):
             assert fallback_lines(c, fb.addr)[0] in lines
             # The backend never heard MAIL.
             assert not any(cmd.startswith("MAIL") for conn in fb.conns for cmd in conn.commands)
+
+
+@pytest.mark.parametrize("helo", ["HELO client.example", None], ids=["HELO", "no HELO"])
+def test_backend_tls_whatever_the_client_says_after_starttls(tls_postfix, workdir, tls, helo):
+    """A TLS client that says HELO, or nothing, after STARTTLS is still
+    replayed under TLS: mxscreen says its own EHLO to get STARTTLS, then
+    replays the client's HELO (or none) under TLS."""
+    backend = postfix_addr(tls_postfix, "proxy")
+    with mxscreen(workdir, params_for("proxy", backend, mxscreen_backend_tls="yes", **tls)) as mx:
+        ip = new_ip()
+        since = tls_postfix.log_offset()
+        c = greet(mx, ip)
+        assert c.cmd("EHLO client.example")[:4] == b"250-"
+        starttls(c)
+        if helo:
+            assert c.cmd(helo) == b"250 mxscreen.test\r\n"
+        assert c.cmd("MAIL FROM:<a@remote.example>") == MAIL_OK
+        assert c.cmd("RCPT TO:<someone@example.test>") == b"250 2.1.5 Ok\r\n"
+        tag = uuid.uuid4().hex
+        assert c.cmd("DATA").startswith(b"354 ")
+        assert c.cmd(f"Subject: {tag}\r\n\r\nhello\r\n.").startswith(b"250 2.0.0 Ok: queued as ")
+        assert c.cmd("QUIT") == BYE
+        msg = tls_postfix.wait_for_message(tag)
+        # Under TLS (Postfix keeps "ESMTP" from the EHLO before STARTTLS).
+        assert re.search(r"^\s+by mx\.test \(Postfix\) with E?SMTPS id ", msg, re.M), msg
+        log = tls_postfix.log_text()[since:]
+        assert re.search(rf"Anonymous TLS connection established from unknown\[{re.escape(ip)}\]",
+                         log), log
+        # Postfix forgets the EHLO said before STARTTLS: it has the client's.
+        name = "client.example" if helo else "unknown"
+        assert re.search(rf"^Received: from {re.escape(name)} \(unknown \[{re.escape(ip)}\]\)$",
+                         msg, re.M), msg
+        no_warnings(mx)
+
+
+@pytest.mark.parametrize("use_tls", [False, True], ids=["plain", "tls"])
+def test_backend_reply_before_a_reset_reaches_the_client(workdir, tls, use_tls):
+    """A backend that answers DATA and resets the connection while the
+    client's message is still flowing to it: the client still reads that
+    answer (the relay keeps reading a side it can no longer write to)."""
+    with FakeBackend(replies={"DATA": ("RST", b"554 5.3.0 fake.test no thanks\r\n")}) as fb:
+        p = params_for("proxy", fb.addr, postscreen_pipelining_enable="no", **tls)
+        with mxscreen(workdir, p) as mx:
+            c = greet(mx, new_ip())
+            assert c.cmd("EHLO client.example")[:4] == b"250-"
+            if use_tls:
+                starttls(c)
+                assert c.cmd("EHLO client.example")[:4] == b"250-"
+            assert c.cmd("MAIL FROM:<a@b>") == MAIL_OK
+            body = b"x" * 70 + b"\r\n"
+            try:
+                c.send(b"RCPT TO:<c@d>\r\nDATA\r\n" + body * 4000)
+            except OSError:
+                pass  # the reset may reach the client first: its reply must not
+            assert c.reply() == b"250 2.1.5 Ok\r\n"
+            assert c.reply() == b"554 5.3.0 fake.test no thanks\r\n"
