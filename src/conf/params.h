@@ -158,6 +158,8 @@ enum {
     X(MXS_DNS_SERVERS, "mxscreen_dns_servers", CT_STR, "", 0, 0, 0, 0, 0) \
     X(MXS_USER, "mxscreen_user", CT_STR, "mxscreen", 0, 0, 0, 0, 0) \
     X(MXS_DEEP_TEST_HANDOFF, "mxscreen_deep_test_handoff", CT_ENUM, "replay", 0, 0, 0, "replay|reconnect", 0) \
+    X(MXS_CACHE_IPV4_PREFIX, "mxscreen_cache_ipv4_prefix", CT_INT, "32", 1, 32, 0, 0, 0) \
+    X(MXS_CACHE_IPV6_PREFIX, "mxscreen_cache_ipv6_prefix", CT_INT, "128", 1, 128, 0, 0, 0) \
     X(MXS_BACKEND_TLS, "mxscreen_backend_tls", CT_BOOL, "no", 0, 0, 0, 0, 0) \
     X(MXS_BACKEND_PROBE_INTERVAL, "mxscreen_backend_probe_interval", CT_TIME, "300s", 1, 0, 's', 0, PF_NOMAX) \
     X(MXS_STATS_LISTEN, "mxscreen_stats_listen", CT_STR, "", 0, 0, 0, 0, 0) \

@@ -239,3 +239,31 @@ int hostport_parse(const char *text, struct hostport *out, char *err, size_t err
         ((struct sockaddr_in6 *)&out->sa)->sin6_port = htons((unsigned short)port);
     return 0;
 }
+
+/* The key the allowlist and the connection limit use for EP; see addr.h. */
+void endpoint_key(const struct endpoint *ep, int v4bits, int v6bits, char *buf, size_t len)
+{
+    unsigned char a[16];
+    int family = ep->sa.ss_family, bits, size;
+
+    if (family == AF_INET) {
+        memcpy(a, &((const struct sockaddr_in *)&ep->sa)->sin_addr, 4);
+        bits = v4bits;
+        size = 32;
+    } else {
+        memcpy(a, &((const struct sockaddr_in6 *)&ep->sa)->sin6_addr, 16);
+        bits = v6bits;
+        size = 128;
+    }
+    if (bits <= 0 || bits >= size) {
+        snprintf(buf, len, "%s", ep->addr);
+        return;
+    }
+    for (int i = 0; i < size / 8; i++) {
+        int keep = bits - i * 8;
+        a[i] &= keep >= 8 ? 0xff : keep <= 0 ? 0 : (unsigned char)(0xff << (8 - keep));
+    }
+    char text[INET6_ADDRSTRLEN];
+    inet_ntop(family, a, text, sizeof(text));
+    snprintf(buf, len, "%s/%d", text, bits);
+}

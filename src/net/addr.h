@@ -11,6 +11,11 @@
  * hostport_parse() splits "host:port", "[v6]:port" and "/unix/path" as used
  * by mxscreen_listen and mxscreen_backend.
  *
+ * endpoint_key() names the client as the allowlist and the per-client
+ * connection limit count it: its address, or with a prefix shorter than
+ * the address (mxscreen_cache_ipv4_prefix, mxscreen_cache_ipv6_prefix) its
+ * network, as "192.0.2.0/24" or "2001:db8:1:2::/64".
+ *
  * All functions are pure (no allocation, no I/O) and report errors through
  * a caller-supplied buffer.
  */
@@ -48,5 +53,9 @@ int cidr_parse(const char *text, struct cidr *out, char *err, size_t errlen);
 bool cidr_match(const struct cidr *c, const struct sockaddr *sa);
 bool addr_parse(const char *text, struct sockaddr_storage *ss, socklen_t *len);
 int hostport_parse(const char *text, struct hostport *out, char *err, size_t errlen);
+void endpoint_key(const struct endpoint *ep, int v4bits, int v6bits, char *buf, size_t len);
+
+/* The longest key endpoint_key() makes: an IPv6 network and "/nnn". */
+#define ENDPOINT_KEY_MAX (INET6_ADDRSTRLEN + 4)
 
 #endif

@@ -17,10 +17,11 @@
 #include <stddef.h>
 #include <time.h>
 
+#include "net/addr.h"
 #include "session/verdict.h"
 
 struct ipstate {
-    char addr[INET6_ADDRSTRLEN]; /* key: printable address */
+    char addr[ENDPOINT_KEY_MAX]; /* key: the address, or its network (endpoint_key()) */
     unsigned count;              /* connections held from this address */
     time_t stamps[TEST__COUNT];  /* test expiry times shared by its sessions */
     unsigned pass_new_count;     /* sessions that logged PASS NEW */

@@ -45,6 +45,7 @@ struct session {
     int fd;                      /* client socket; -1 once handed over */
     struct endpoint client;      /* real client endpoint */
     struct endpoint server;      /* real server endpoint */
+    char key[ENDPOINT_KEY_MAX];  /* the client as the allowlist and limits count it */
     struct ipstate *ip;          /* per-address record, once CONNECT is logged */
     struct event *ev;            /* SS_UPSTREAM read and time limit */
     struct handoff *ho;          /* SS_HANDOFF and SS_RELAY */
@@ -239,7 +240,7 @@ static void log_verdict(struct session *s)
     if (v->pass && s->st->cache_enabled && s->srv->cache) {
         char rec[VERDICT_RECORD_MAX];
         verdict_format(rec, sizeof(rec), s->ip->stamps, s->st->enabled);
-        cache_put(s->srv->cache, s->client.addr, rec);
+        cache_put(s->srv->cache, s->key, rec);
     }
 }
 
@@ -620,7 +621,9 @@ static void session_start(struct session *s)
 
     msg_info("CONNECT from [%s]:%s to [%s]:%s", s->client.addr, s->client.port, s->server.addr,
              s->server.port);
-    s->ip = ipstate_hold(srv->ips, s->client.addr);
+    /* The address, or its network with prefix aggregation. */
+    endpoint_key(&s->client, st->v4prefix, st->v6prefix, s->key, sizeof(s->key));
+    s->ip = ipstate_hold(srv->ips, s->key);
     srv->check_queue++;
     s->in_check = true;
     verdict_init(v);
@@ -671,7 +674,7 @@ static void session_start(struct session *s)
     /* The temporary allowlist: only for a sole session with no failure. */
     char rec[VERDICT_RECORD_MAX];
     if (!verdict_any_fail(v) && s->ip->count == 1 && st->cache_enabled && srv->cache &&
-        cache_get(srv->cache, s->client.addr, rec, sizeof(rec))) {
+        cache_get(srv->cache, s->key, rec, sizeof(rec))) {
         verdict_parse(rec, s->ip->stamps);
         verdict_todo(v, s->ip->stamps, now, st->enabled);
         if (v->todo == 0) {

@@ -87,6 +87,8 @@ struct settings *settings_build(struct conf *cf, char *err, size_t errlen)
         goto fail;
     }
     st->client_limit = conf_num(cf, P_PSC_CLIENT_CONNECTION_COUNT_LIMIT);
+    st->v4prefix = (int)conf_num(cf, P_MXS_CACHE_IPV4_PREFIX);
+    st->v6prefix = (int)conf_num(cf, P_MXS_CACHE_IPV6_PREFIX);
     st->post_queue_limit = conf_num(cf, P_PSC_POST_QUEUE_LIMIT);
     st->denylist_action = settings_action(cf, P_PSC_DENYLIST_ACTION);
     st->allow_ifaces = addrlist_parse(conf_str(cf, P_PSC_ALLOWLIST_INTERFACES), e, sizeof(e));

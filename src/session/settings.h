@@ -74,6 +74,7 @@ struct settings {
     time_t probe_interval;            /* mxscreen_backend_probe_interval */
     struct ssl_ctx_st *backend_tls;   /* mxscreen_backend_tls: OpenSSL's SSL_CTX, or NULL */
     long long client_limit;           /* postscreen_client_connection_count_limit */
+    int v4prefix, v6prefix;           /* mxscreen_cache_ipv4_prefix / ipv6_prefix */
     long long post_queue_limit;       /* postscreen_post_queue_limit */
     enum psc_action denylist_action;  /* postscreen_denylist_action */
     bool respectful;                  /* respectful_logging */

@@ -378,10 +378,66 @@ static void test_endpoint_mapped_matches_ipv4_cidr(void **state)
     assert_false(cidr_match(&net, (const struct sockaddr *)&ss));
 }
 
+/* The allowlist and connection-limit key, with and without prefix aggregation. */
+static const struct key_case {
+    const char *addr;
+    int v4, v6;
+    const char *key;
+} key_cases[] = {
+    /* Off (the defaults): the address itself. */
+    {"192.0.2.77", 32, 128, "192.0.2.77"},
+    {"2001:db8:1:2:3:4:5:6", 32, 128, "2001:db8:1:2:3:4:5:6"},
+    /* A mapped address counts as IPv4. */
+    {"::ffff:192.0.2.77", 24, 64, "192.0.2.0/24"},
+    {"192.0.2.77", 24, 128, "192.0.2.0/24"},
+    {"192.0.2.255", 24, 128, "192.0.2.0/24"},
+    {"192.0.2.77", 25, 128, "192.0.2.0/25"},
+    {"192.0.2.200", 25, 128, "192.0.2.128/25"},
+    {"203.0.113.9", 1, 128, "128.0.0.0/1"},
+    {"10.1.2.3", 12, 128, "10.0.0.0/12"},
+    {"10.31.2.3", 12, 128, "10.16.0.0/12"},
+    /* The IPv4 prefix does not touch IPv6 clients, and the other way round. */
+    {"2001:db8:1:2:3:4:5:6", 24, 128, "2001:db8:1:2:3:4:5:6"},
+    {"192.0.2.77", 32, 64, "192.0.2.77"},
+    {"2001:db8:1:2:3:4:5:6", 32, 64, "2001:db8:1:2::/64"},
+    {"2001:db8:1:2:ffff:ffff:ffff:ffff", 32, 64, "2001:db8:1:2::/64"},
+    {"2001:db8:1:2:3:4:5:6", 32, 48, "2001:db8:1::/48"},
+    {"2001:db8:1:2:3:4:5:6", 32, 56, "2001:db8:1::/56"},
+    {"2001:db8:1:2ff:3:4:5:6", 32, 56, "2001:db8:1:200::/56"},
+    {"2001:db8:1:2:3:4:5:6", 32, 127, "2001:db8:1:2:3:4:5:6/127"},
+    {"2001:db8:1:2:3:4:5:7", 32, 127, "2001:db8:1:2:3:4:5:6/127"},
+    {"ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", 32, 1, "8000::/1"},
+};
+
+static void test_endpoint_key_table(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof(key_cases) / sizeof(key_cases[0]); i++) {
+        const struct key_case *c = &key_cases[i];
+        struct sockaddr_storage ss;
+        struct endpoint ep;
+        char key[ENDPOINT_KEY_MAX];
+        socklen_t len = make_sa(&ss, c->addr, 25);
+        assert_int_equal(endpoint_set(&ep, (const struct sockaddr *)&ss, len), 0);
+        endpoint_key(&ep, c->v4, c->v6, key, sizeof(key));
+        if (strcmp(key, c->key) != 0)
+            fail_msg("case %zu (%s /%d /%d): %s, want %s", i, c->addr, c->v4, c->v6, key, c->key);
+    }
+    /* The longest key fits. */
+    struct sockaddr_storage ss;
+    struct endpoint ep;
+    char key[ENDPOINT_KEY_MAX];
+    socklen_t len = make_sa(&ss, "ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe", 25);
+    assert_int_equal(endpoint_set(&ep, (const struct sockaddr *)&ss, len), 0);
+    endpoint_key(&ep, 32, 127, key, sizeof(key));
+    assert_string_equal(key, "ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe/127");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cidr_parse_table),
+        cmocka_unit_test(test_endpoint_key_table),
         cmocka_unit_test(test_cidr_match_table),
         cmocka_unit_test(test_addr_parse_table),
         cmocka_unit_test(test_hostport_parse_table),
