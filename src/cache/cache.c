@@ -169,15 +169,30 @@ int cache_map_check(const char *map, char *err, size_t errlen)
     return map_path(map, path, sizeof(path), &translated, err, errlen);
 }
 
-/* Open postscreen_cache_map; NULL with ERR only for a map type mxscreen cannot keep. */
-struct cache *cache_open(const char *map, char *err, size_t errlen)
+/* Open MAP; a STRICT open (the control tool) neither falls back to memory
+ * nor accepts memory: (it creates the file, to load into). */
+static struct cache *open_map(const char *map, bool strict, char *err, size_t errlen)
 {
     char path[4096], why[512];
     bool translated;
 
     if (map_path(map, path, sizeof(path), &translated, err, errlen) < 0)
         return NULL;
+    if (strict && path[0] == '\0') {
+        snprintf(err, errlen, "\"%s\": a memory cache lives inside the daemon only", map);
+        return NULL;
+    }
     struct cache *c = xcalloc(1, sizeof(*c));
+    if (strict) {
+        c->name = xmalloc(strlen(path) + 6);
+        snprintf(c->name, strlen(path) + 6, "lmdb:%s", path);
+        if (open_lmdb(c, path, why, sizeof(why)) < 0) {
+            snprintf(err, errlen, "cannot open %s: %s", c->name, why);
+            cache_free(c);
+            return NULL;
+        }
+        return c;
+    }
     if (path[0] == '\0') {
         c->name = xstrdup("memory:");
         use_memory(c);
@@ -198,6 +213,18 @@ struct cache *cache_open(const char *map, char *err, size_t errlen)
         use_memory(c);
     }
     return c;
+}
+
+/* Open postscreen_cache_map; NULL with ERR only for a map type mxscreen cannot keep. */
+struct cache *cache_open(const char *map, char *err, size_t errlen)
+{
+    return open_map(map, false, err, errlen);
+}
+
+/* Open MAP's file for the control tool; see cache.h. */
+struct cache *cache_open_store(const char *map, char *err, size_t errlen)
+{
+    return open_map(map, true, err, errlen);
 }
 
 /* Release the cache. */
@@ -292,8 +319,8 @@ static void grow(struct cache *c)
     c->nslots = n;
 }
 
-/* Record (or replace) ADDR's record. */
-void cache_put(struct cache *c, const char *addr, const char *record)
+/* Record (or replace) ADDR's record; -1 on an error (logged). */
+int cache_put(struct cache *c, const char *addr, const char *record)
 {
     if (c->env) {
         MDB_txn *txn;
@@ -307,7 +334,7 @@ void cache_put(struct cache *c, const char *addr, const char *record)
         }
         if (rc != 0)
             cache_warn(c, "update", addr, rc);
-        return;
+        return rc == 0 ? 0 : -1;
     }
     struct entry *e = find(c, addr);
     if (e == NULL) {
@@ -319,7 +346,7 @@ void cache_put(struct cache *c, const char *addr, const char *record)
                          "remembered",
                          c->name, CACHE_MAX_ENTRIES, addr);
             }
-            return;
+            return -1;
         }
         if (c->count >= c->nslots)
             grow(c);
@@ -331,6 +358,74 @@ void cache_put(struct cache *c, const char *addr, const char *record)
         c->count++;
     }
     snprintf(e->record, sizeof(e->record), "%s", record);
+    return 0;
+}
+
+/* Forget ADDR; 1 when it was there, 0 when not, -1 on an error (in ERR). */
+int cache_del(struct cache *c, const char *addr, char *err, size_t errlen)
+{
+    MDB_txn *txn;
+    MDB_val k = {strlen(addr), (void *)addr};
+    int rc;
+
+    if (c->env == NULL) {
+        snprintf(err, errlen, "not an LMDB cache");
+        return -1;
+    }
+    if ((rc = mdb_txn_begin(c->env, NULL, 0, &txn)) == 0) {
+        rc = mdb_del(txn, c->dbi, &k, NULL);
+        if (rc == 0)
+            rc = mdb_txn_commit(txn);
+        else
+            mdb_txn_abort(txn);
+    }
+    if (rc == MDB_NOTFOUND)
+        return 0;
+    if (rc != 0) {
+        snprintf(err, errlen, "%s", mdb_strerror(rc));
+        return -1;
+    }
+    return 1;
+}
+
+/* Call FN for every record, in key order; see cache.h. */
+int cache_each(struct cache *c, int (*fn)(void *ctx, const char *addr, const char *record),
+               void *ctx, char *err, size_t errlen)
+{
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    MDB_val k, v;
+    int rc, stop = 0;
+
+    if (c->env == NULL) {
+        snprintf(err, errlen, "not an LMDB cache");
+        return -1;
+    }
+    if ((rc = mdb_txn_begin(c->env, NULL, MDB_RDONLY, &txn)) != 0) {
+        snprintf(err, errlen, "%s", mdb_strerror(rc));
+        return -1;
+    }
+    if ((rc = mdb_cursor_open(txn, c->dbi, &cur)) != 0) {
+        mdb_txn_abort(txn);
+        snprintf(err, errlen, "%s", mdb_strerror(rc));
+        return -1;
+    }
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0 && stop == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        char addr[256], rec[VERDICT_RECORD_MAX];
+        copy_value(addr, sizeof(addr), k.mv_data, k.mv_size);
+        if (strcmp(addr, CACHE_LAST_KEY) == 0)
+            continue;
+        copy_value(rec, sizeof(rec), v.mv_data, v.mv_size);
+        stop = fn(ctx, addr, rec);
+    }
+    mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    if (rc != 0 && rc != MDB_NOTFOUND) {
+        snprintf(err, errlen, "%s", mdb_strerror(rc));
+        return -1;
+    }
+    return stop;
 }
 
 /* postscreen's retention rule: keep iff no enabled test is due at NOW - RETENTION. */

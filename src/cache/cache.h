@@ -12,7 +12,13 @@
  * are still remembered until a restart.  "memory:" asks for that directly.
  *
  * cache_get() copies ADDR's record into BUF and returns true when there is
- * one; cache_put() replaces it.  Lookup and update errors are logged (at
+ * one; cache_put() replaces it (-1 on an error).
+ *
+ * For the control tool (mxscreenctl): cache_open_store() opens the LMDB
+ * file of a map and fails rather than fall back to memory; cache_each()
+ * calls FN(CTX, addr, record) for every record in key order until FN
+ * returns non-zero (that value is returned; -1 with ERR on an error);
+ * cache_del() forgets one address (1 when it was there).  Lookup and update errors are logged (at
  * most once a minute) and read as "no record".
  *
  * Cleanup (spec §5.3) runs in small steps from the event loop:
@@ -40,7 +46,11 @@ struct cache *cache_open(const char *map, char *err, size_t errlen);
 void cache_free(struct cache *c);
 const char *cache_name(const struct cache *c);
 bool cache_get(struct cache *c, const char *addr, char *buf, size_t len);
-void cache_put(struct cache *c, const char *addr, const char *record);
+int cache_put(struct cache *c, const char *addr, const char *record);
+struct cache *cache_open_store(const char *map, char *err, size_t errlen);
+int cache_del(struct cache *c, const char *addr, char *err, size_t errlen);
+int cache_each(struct cache *c, int (*fn)(void *ctx, const char *addr, const char *record),
+               void *ctx, char *err, size_t errlen);
 void cache_cleanup_start(struct cache *c, struct event_base *base, time_t interval,
                          time_t retention, unsigned enabled);
 size_t cache_cleanup_now(struct cache *c, time_t now, time_t retention, unsigned enabled,
