@@ -23,13 +23,30 @@ def postfix():
         yield pf
     finally:
         pf.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Note each phase's outcome on the test, for the fixtures below."""
+    outcome = yield
+    rep = outcome.get_result()
+    setattr(item, "rep_" + rep.when, rep)
 
 
 @pytest.fixture
-def workdir():
+def workdir(request):
+    """A directory of the test's own (logs, configuration, cache), below
+    /tmp with mode 0755 for the unprivileged mxscreen.  Removed after a
+    test that passed; kept, and named, after one that failed."""
     d = tempfile.mkdtemp(prefix="mxs-test-", dir="/tmp")
     os.chmod(d, 0o755)
-    return d
+    yield d
+    rep = getattr(request.node, "rep_call", None)
+    if rep is not None and rep.passed:
+        shutil.rmtree(d, ignore_errors=True)
+    else:
+        print(f"\nkept for a look: {d}")
 
 
 @pytest.fixture(scope="session")
