@@ -43,7 +43,12 @@ def test_teaser_wait_then_real_postfix_then_pass_old(postfix, workdir):
         assert 1.9 <= waited < 3.5, waited
         s.sendall(b"QUIT\r\n")
         assert recv_line(s).startswith(b"221 ")
+        # The relayed session ends: Postfix closes, then so do we.  A
+        # connection that overlaps it is a second concurrent one from the
+        # address, which (as in postscreen) does not consult the cache.
+        assert recv_all(s) == b""
         s.close()
+        time.sleep(0.3)
         mx.wait_for_log(rf"PASS NEW \[{src}\]:\d+$")
         # Known now: no teaser, no wait, PASS OLD.
         s = mx.connect(src=src)
