@@ -257,11 +257,15 @@ static void conclude(struct session *s)
     disconnect(s);
 }
 
-/* First line of the backend's reply TEXT, for the log. */
+/* First line of the backend's reply TEXT (TLEN bytes), escaped for the log. */
 static void first_line(char *buf, size_t len, const char *text, size_t tlen)
 {
-    log_escape(buf, len, text, strcspn(text, "\r\n") < tlen ? strcspn(text, "\r\n") : tlen,
-               LOG_PEER_TEXT_MAX);
+    const char *end = memchr(text, '\n', tlen);
+    size_t n = end ? (size_t)(end - text) : tlen;
+
+    if (n > 0 && text[n - 1] == '\r')
+        n--;
+    log_escape(buf, len, text, n, LOG_PEER_TEXT_MAX);
 }
 
 /* The replay to the backend reports progress. */

@@ -275,6 +275,16 @@ class Client:
 # smtpd_banner = $myhostname ESMTP), and the log lines every engine dialogue has.
 GREETING = b"220 mxscreen.test ESMTP\r\n"
 
+# postscreen's EHLO keywords (after the host name) and the engine's replies.
+KEYWORDS = ["SIZE 10240000", "VRFY", "ETRN", "ENHANCEDSTATUSCODES", "8BITMIME", "DSN",
+            "SMTPUTF8", "CHUNKING"]
+OK = b"250 2.0.0 Ok\r\n"
+MAIL_OK = b"250 2.1.0 Ok\r\n"
+R450 = b"450 4.3.2 Service currently unavailable\r\n"
+R550_PROTO = b"550 5.5.1 Protocol error\r\n"
+R502 = b"502 5.5.2 Error: command not recognized\r\n"
+BYE = b"221 2.0.0 Bye\r\n"
+
 
 def connect_line(c):
     return f"CONNECT from {c.ep} to [127.0.0.1]:{c.mx.port}"

@@ -18,21 +18,13 @@ import time
 
 import pytest
 
-from mxs import (GREETING, Client, Mxscreen, SilentBackend, assert_held, connect_line, greet,
-                 hangup_line, noqueue, vm_rss_kb)
+from mxs import (assert_held, BYE, Client, connect_line, greet, GREETING, hangup_line, KEYWORDS,
+                 MAIL_OK, Mxscreen, noqueue, OK, R450, R502, R550_PROTO, SilentBackend, vm_rss_kb)
 
-EHLO_KEYWORDS = ["SIZE 10240000", "VRFY", "ETRN", "ENHANCEDSTATUSCODES", "8BITMIME", "DSN",
-                 "SMTPUTF8", "CHUNKING"]
-OK = b"250 2.0.0 Ok\r\n"
-MAIL_OK = b"250 2.1.0 Ok\r\n"
-R450 = b"450 4.3.2 Service currently unavailable\r\n"
-R550_PROTO = b"550 5.5.1 Protocol error\r\n"
 R521_PROTO = b"521 5.5.1 Protocol error\r\n"
 R521_NONSMTP = b"521 5.7.0 Error: I can break rules, too. Goodbye.\r\n"
-R502 = b"502 5.5.2 Error: command not recognized\r\n"
 R421 = b"421 mxscreen.test Service unavailable - try again later\r\n"
 R421_TIMEOUT = b"421 4.4.2 mxscreen.test Error: timeout exceeded\r\n"
-BYE = b"221 2.0.0 Bye\r\n"
 
 BASE = {
     "mynetworks": "127.0.0.1/32",
@@ -46,7 +38,7 @@ DEEP = {
 }
 
 
-def ehlo_reply(keywords=EHLO_KEYWORDS):
+def ehlo_reply(keywords=KEYWORDS):
     lines = ["mxscreen.test"] + list(keywords)
     return b"".join(f"250{'-' if i < len(lines) - 1 else ' '}{k}\r\n".encode()
                     for i, k in enumerate(lines))
@@ -570,7 +562,7 @@ def test_postscreen_disable_vrfy_command(workdir, backend):
 def test_disable_vrfy_command(workdir, backend):
     with mxscreen(workdir, backend, {"disable_vrfy_command": "yes"}) as mx:
         c = greeted(mx)
-        assert c.cmd("EHLO x") == ehlo_reply([k for k in EHLO_KEYWORDS if k != "VRFY"])
+        assert c.cmd("EHLO x") == ehlo_reply([k for k in KEYWORDS if k != "VRFY"])
         assert c.cmd("VRFY x") == b"502 5.5.1 VRFY command is disabled\r\n"
         assert c.cmd("QUIT") == BYE
         c.rest()
@@ -581,7 +573,7 @@ def test_message_size_limit_and_smtputf8_in_ehlo(workdir, backend):
     with mxscreen(workdir, backend, {"message_size_limit": "0", "smtputf8_enable": "no"}) as mx:
         c = greeted(mx)
         assert c.cmd("EHLO x") == ehlo_reply(
-            ["SIZE"] + [k for k in EHLO_KEYWORDS[1:] if k != "SMTPUTF8"])
+            ["SIZE"] + [k for k in KEYWORDS[1:] if k != "SMTPUTF8"])
         assert c.cmd("QUIT") == BYE
         c.rest()
         c.expect_log([connect_line(c), f"DISCONNECT {c.ep}"])
@@ -591,7 +583,7 @@ def test_discard_ehlo_keywords(workdir, backend):
     with mxscreen(workdir, backend, {"postscreen_discard_ehlo_keywords": "chunking, dsn"}) as mx:
         c = greeted(mx)
         assert c.cmd("EHLO x") == ehlo_reply(
-            [k for k in EHLO_KEYWORDS if k not in ("CHUNKING", "DSN")])
+            [k for k in KEYWORDS if k not in ("CHUNKING", "DSN")])
         assert c.cmd("MAIL FROM:<a@b>") == MAIL_OK
         c.send(b"BDAT 10\r\n")
         assert c.rest() == b"502 5.5.1 Error: command not implemented\r\n"
@@ -606,7 +598,7 @@ def test_discard_ehlo_keyword_address_maps(workdir, backend):
             f"{{{loud}/32 8bitmime starttls}}}}")
     with mxscreen(workdir, backend,
                   {"postscreen_discard_ehlo_keyword_address_maps": maps}) as mx:
-        no8bit = ehlo_reply([k for k in EHLO_KEYWORDS if k != "8BITMIME"])
+        no8bit = ehlo_reply([k for k in KEYWORDS if k != "8BITMIME"])
         c = greeted(mx, silent)
         assert c.cmd("EHLO x") == no8bit
         assert c.cmd("QUIT") == BYE

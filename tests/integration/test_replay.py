@@ -27,19 +27,13 @@ import uuid
 import pytest
 
 from fakebackend import FakeBackend, ehlo_reply as backend_ehlo, parse_ssl_tlv
-from mxs import GREETING, Client, Mxscreen, connect_line, free_port, greet, noqueue
+from mxs import (BYE, GREETING, KEYWORDS, MAIL_OK, OK, R450, R550_PROTO, Client, Mxscreen,
+                 connect_line, free_port, greet, noqueue)
 from tlsclient import client_context, starttls
 from postfix_backend import PostfixBackend
 
-KEYWORDS = ["SIZE 10240000", "VRFY", "ETRN", "ENHANCEDSTATUSCODES", "8BITMIME", "DSN",
-            "SMTPUTF8", "CHUNKING"]
-OK = b"250 2.0.0 Ok\r\n"
-MAIL_OK = b"250 2.1.0 Ok\r\n"
 RCPT_OK = b"250 2.1.5 Ok\r\n"
 R354 = b"354 End data with <CR><LF>.<CR><LF>\r\n"
-R450 = b"450 4.3.2 Service currently unavailable\r\n"
-R550_PROTO = b"550 5.5.1 Protocol error\r\n"
-BYE = b"221 2.0.0 Bye\r\n"
 
 BASE = {
     "mynetworks": "127.0.0.1/32",

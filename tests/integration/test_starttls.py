@@ -15,20 +15,12 @@ import time
 
 import pytest
 
-from mxs import (Client, Mxscreen, SilentBackend, connect_line, greet, hangup_line,
-                 noqueue)
+from mxs import (BYE, Client, connect_line, greet, hangup_line, KEYWORDS, MAIL_OK, Mxscreen,
+                 noqueue, OK, R450, R502, R550_PROTO, SilentBackend)
 from tlsclient import READY, client_context, starttls
 
-KEYWORDS = ["SIZE 10240000", "VRFY", "ETRN", "ENHANCEDSTATUSCODES", "8BITMIME", "DSN",
-            "SMTPUTF8", "CHUNKING"]
-OK = b"250 2.0.0 Ok\r\n"
-MAIL_OK = b"250 2.1.0 Ok\r\n"
-R450 = b"450 4.3.2 Service currently unavailable\r\n"
-R550_PROTO = b"550 5.5.1 Protocol error\r\n"
 R530 = b"530 5.7.0 Must issue a STARTTLS command first\r\n"
 R454 = b"454 4.7.0 TLS not available due to local problem\r\n"
-R502 = b"502 5.5.2 Error: command not recognized\r\n"
-BYE = b"221 2.0.0 Bye\r\n"
 
 BASE = {
     "mynetworks": "127.0.0.1/32",
