@@ -273,8 +273,8 @@ int main(int argc, char **argv)
     open_listeners(cf);
     /* The cache file is opened as root, before the privilege drop. */
     struct cache *cache = NULL;
-    if (st->cache_enabled &&
-        (cache = cache_open(conf_str(cf, P_PSC_CACHE_MAP), err, sizeof(err))) == NULL)
+    if (st->cache_enabled && (cache = cache_open(conf_str(cf, P_PSC_CACHE_MAP), &st->cache_opts,
+                                                 err, sizeof(err))) == NULL)
         msg_fatal("postscreen_cache_map: %s", err);
     drop_privileges(cf);
 
@@ -298,8 +298,7 @@ int main(int argc, char **argv)
     if (st->replay)
         probe = probe_start(server.base, &server.st, &server.backend_caps);
     if (cache)
-        cache_cleanup_start(cache, server.base, st->cache_cleanup_interval, st->cache_retention,
-                            st->enabled);
+        cache_start(cache, server.base);
     server.on_idle = on_idle;
     for (size_t i = 0; i < nlisteners; i++) {
         listeners[i].ev =

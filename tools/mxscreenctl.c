@@ -21,10 +21,12 @@
  *                      line is good
  *
  * -c names mxscreen's configuration (default /etc/mxscreen/mxscreen.cf),
- * which gives postscreen_cache_map, the enabled tests and their TTLs; -m
- * names the map directly.  -j prints JSON.  The tool opens the LMDB file
- * itself, beside a running daemon (LMDB allows that); a bad argument or
- * input line gets one line on stderr and exit status 1.
+ * which gives postscreen_cache_map, the enabled tests and their TTLs, and
+ * Redis's password, user and key prefix; -m names the map directly
+ * (lmdb:/PATH or redis:HOST:PORT[/DB]).  -j prints JSON.  The tool opens
+ * the store itself, beside a running daemon: the LMDB file (LMDB allows
+ * that) or a connection to Redis.  A bad argument or input line, or a
+ * store that cannot be reached, gets one line on stderr and exit status 1.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -449,7 +451,16 @@ int main(int argc, char **argv)
     }
     if (!known)
         usage();
-    if ((ctl.cache = cache_open_store(map, err, sizeof(err))) == NULL)
+    struct cache_opts opts = {
+        .retention = (time_t)conf_num(cf, P_PSC_CACHE_RETENTION_TIME),
+        .cleanup_interval = (time_t)conf_num(cf, P_PSC_CACHE_CLEANUP_INTERVAL),
+        .enabled = ctl.enabled,
+        .redis_password = conf_str(cf, P_MXS_REDIS_PASSWORD),
+        .redis_user = conf_str(cf, P_MXS_REDIS_USER),
+        .redis_prefix = conf_str(cf, P_MXS_REDIS_PREFIX),
+        .redis_timeout_ms = (int)conf_num(cf, P_MXS_REDIS_TIMEOUT_MS),
+    };
+    if ((ctl.cache = cache_open_store(map, &opts, err, sizeof(err))) == NULL)
         die("%s", err);
     int rc = 0;
     if (strcmp(cmd, "list") == 0)

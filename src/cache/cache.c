@@ -12,6 +12,7 @@
 #include <lmdb.h>
 
 #include "cache/cache.h"
+#include "cache/redis.h"
 #include "log/log.h"
 #include "session/verdict.h"
 #include "util/mem.h"
@@ -19,6 +20,9 @@
 #define CACHE_MAP_SIZE ((size_t)1 << 30) /* address space; the file grows as used */
 #define CACHE_STEP     256               /* records looked at per cleanup step */
 #define CACHE_LAST_KEY "_LAST_CACHE_CLEANUP_COMPLETED_"
+#define PENDING_PREFIX "_PENDING_ " /* + address: a write Redis has not taken */
+#define CATCHUP_BATCH  32           /* pending records merged at a time */
+#define KEY_MAX        (512 + 256)  /* a Redis key: prefix and address */
 
 struct entry {
     struct entry *next;
@@ -42,6 +46,33 @@ struct cache {
     char *resume;    /* LMDB: the key where the next step starts */
     size_t retained; /* this run so far */
     size_t dropped;
+    /* Redis (rt != NULL) */
+    struct redis_target *rt;
+    struct redis_opts ro;    /* password and user owned */
+    char *prefix;            /* of every key */
+    time_t cleanup_interval; /* caps a TTL, see record_ttl() */
+    struct cache *local;     /* the fallback store, or NULL */
+    redisContext *sync;      /* the control tool's connection */
+    struct redis_link *link; /* the daemon's */
+    struct event_base *base;
+    bool outage;           /* "unavailable" logged and not yet back */
+    bool connected;        /* "connected" logged once */
+    bool catching;         /* a catch-up is running */
+    size_t inflight;       /* its merges in flight */
+    size_t caught;         /* records merged so far */
+    time_t last_redis_err; /* rate limit for error replies */
+};
+
+/* A lookup waiting for Redis. */
+struct cache_req {
+    struct cache *c;
+    cache_done_fn *fn; /* NULL once cancelled */
+    void *ctx;
+    struct event *ev; /* delivers the answer from the loop */
+    bool in_link;     /* the link still owes its reply */
+    bool found;
+    char addr[256];
+    char record[VERDICT_RECORD_MAX];
 };
 
 /* One warning a minute at most for errors that can repeat per client. */
@@ -160,22 +191,102 @@ static int map_path(const char *map, char *path, size_t plen, bool *translated, 
     return 0;
 }
 
+/* Is MAP a Redis map ("redis:...", proxy: prefixes allowed)? */
+bool cache_map_is_redis(const char *map)
+{
+    while (strncasecmp(map, "proxy:", 6) == 0)
+        map += 6;
+    return strncasecmp(map, "redis:", 6) == 0;
+}
+
 /* Can MAP be kept?  For configuration checks; opens nothing. */
 int cache_map_check(const char *map, char *err, size_t errlen)
 {
     char path[4096];
     bool translated;
 
+    if (cache_map_is_redis(map)) {
+        struct redis_target t;
+        while (strncasecmp(map, "proxy:", 6) == 0)
+            map += 6;
+        return redis_target_parse(map + 6, &t, err, errlen);
+    }
     return map_path(map, path, sizeof(path), &translated, err, errlen);
+}
+
+static const struct cache_opts default_opts = {
+    .retention = 7 * 86400,
+    .cleanup_interval = 12 * 3600,
+    .enabled = (1u << TEST__COUNT) - 1,
+    .redis_prefix = "mxscreen:",
+    .redis_timeout_ms = 200,
+};
+
+static struct cache *open_map(const char *map, const struct cache_opts *o, bool strict, char *err,
+                              size_t errlen);
+
+/* A Redis map: the target, a check that the server takes us, the fallback. */
+static struct cache *open_redis(const char *map, const struct cache_opts *o, bool strict, char *err,
+                                size_t errlen)
+{
+    struct cache *c = xcalloc(1, sizeof(*c));
+    char why[512];
+    bool refused;
+
+    while (strncasecmp(map, "proxy:", 6) == 0)
+        map += 6;
+    c->rt = xmalloc(sizeof(*c->rt));
+    if (redis_target_parse(map + 6, c->rt, err, errlen) < 0) {
+        cache_free(c);
+        return NULL;
+    }
+    c->name = xstrdup(c->rt->name);
+    c->ro.password = xstrdup(o->redis_password ? o->redis_password : "");
+    c->ro.user = xstrdup(o->redis_user ? o->redis_user : "");
+    c->ro.timeout_ms = o->redis_timeout_ms > 0 ? o->redis_timeout_ms : 200;
+    c->prefix = xstrdup(o->redis_prefix ? o->redis_prefix : "mxscreen:");
+    c->retention = o->retention;
+    c->enabled = o->enabled;
+    c->cleanup_interval = o->cleanup_interval;
+    redisContext *rc = redis_sync_open(c->rt, &c->ro, &refused, why, sizeof(why));
+    if (rc == NULL && (refused || strict)) {
+        snprintf(err, errlen, "%s: %s", c->name, why);
+        cache_free(c);
+        return NULL;
+    }
+    if (strict) {
+        c->sync = rc;
+        return c;
+    }
+    if (rc)
+        redisFree(rc); /* the daemon's link connects from the event loop */
+    if (o->fallback_map && *o->fallback_map) {
+        if (cache_map_is_redis(o->fallback_map)) {
+            snprintf(err, errlen, "%s: the fallback must be a local map, not %s", c->name,
+                     o->fallback_map);
+            cache_free(c);
+            return NULL;
+        }
+        if ((c->local = open_map(o->fallback_map, o, false, err, errlen)) == NULL) {
+            cache_free(c);
+            return NULL;
+        }
+    }
+    return c;
 }
 
 /* Open MAP; a STRICT open (the control tool) neither falls back to memory
  * nor accepts memory: (it creates the file, to load into). */
-static struct cache *open_map(const char *map, bool strict, char *err, size_t errlen)
+static struct cache *open_map(const char *map, const struct cache_opts *o, bool strict, char *err,
+                              size_t errlen)
 {
     char path[4096], why[512];
     bool translated;
 
+    if (o == NULL)
+        o = &default_opts;
+    if (cache_map_is_redis(map))
+        return open_redis(map, o, strict, err, errlen);
     if (map_path(map, path, sizeof(path), &translated, err, errlen) < 0)
         return NULL;
     if (strict && path[0] == '\0') {
@@ -183,6 +294,9 @@ static struct cache *open_map(const char *map, bool strict, char *err, size_t er
         return NULL;
     }
     struct cache *c = xcalloc(1, sizeof(*c));
+    c->interval = o->cleanup_interval;
+    c->retention = o->retention;
+    c->enabled = o->enabled;
     if (strict) {
         c->name = xmalloc(strlen(path) + 6);
         snprintf(c->name, strlen(path) + 6, "lmdb:%s", path);
@@ -216,15 +330,16 @@ static struct cache *open_map(const char *map, bool strict, char *err, size_t er
 }
 
 /* Open postscreen_cache_map; NULL with ERR only for a map type mxscreen cannot keep. */
-struct cache *cache_open(const char *map, char *err, size_t errlen)
+struct cache *cache_open(const char *map, const struct cache_opts *o, char *err, size_t errlen)
 {
-    return open_map(map, false, err, errlen);
+    return open_map(map, o, false, err, errlen);
 }
 
 /* Open MAP's file for the control tool; see cache.h. */
-struct cache *cache_open_store(const char *map, char *err, size_t errlen)
+struct cache *cache_open_store(const char *map, const struct cache_opts *o, char *err,
+                               size_t errlen)
 {
-    return open_map(map, true, err, errlen);
+    return open_map(map, o, true, err, errlen);
 }
 
 /* Release the cache. */
@@ -232,6 +347,15 @@ void cache_free(struct cache *c)
 {
     if (c == NULL)
         return;
+    /* Writes still in flight are marked pending in the local store. */
+    redis_link_free(c->link);
+    cache_free(c->local);
+    if (c->sync)
+        redisFree(c->sync);
+    free(c->rt);
+    free((char *)c->ro.password);
+    free((char *)c->ro.user);
+    free(c->prefix);
     if (c->timer)
         event_free(c->timer);
     if (c->env)
@@ -273,11 +397,19 @@ static void copy_value(char *buf, size_t len, const void *data, size_t dlen)
     buf[dlen] = '\0';
 }
 
+static bool redis_get(struct cache *c, const char *addr, char *buf, size_t len);
+static int redis_put(struct cache *c, const char *addr, const char *record);
+static int redis_del(struct cache *c, const char *addr, char *err, size_t errlen);
+static int redis_each(struct cache *c, int (*fn)(void *, const char *, const char *), void *ctx,
+                      char *err, size_t errlen);
+
 /* Copy ADDR's record into BUF. */
 bool cache_get(struct cache *c, const char *addr, char *buf, size_t len)
 {
     if (len == 0)
         return false;
+    if (c->rt)
+        return redis_get(c, addr, buf, len);
     if (c->env == NULL) {
         const struct entry *e = find(c, addr);
         if (e == NULL)
@@ -322,6 +454,8 @@ static void grow(struct cache *c)
 /* Record (or replace) ADDR's record; -1 on an error (logged). */
 int cache_put(struct cache *c, const char *addr, const char *record)
 {
+    if (c->rt)
+        return redis_put(c, addr, record);
     if (c->env) {
         MDB_txn *txn;
         MDB_val k = {strlen(addr), (void *)addr}, v = {strlen(record), (void *)record};
@@ -368,9 +502,21 @@ int cache_del(struct cache *c, const char *addr, char *err, size_t errlen)
     MDB_val k = {strlen(addr), (void *)addr};
     int rc;
 
+    if (c->rt)
+        return redis_del(c, addr, err, errlen);
     if (c->env == NULL) {
-        snprintf(err, errlen, "not an LMDB cache");
-        return -1;
+        struct entry **pp = &c->slots[hash(addr) & (c->nslots - 1)];
+        for (; *pp; pp = &(*pp)->next) {
+            struct entry *e = *pp;
+            if (strcmp(e->addr, addr) == 0) {
+                *pp = e->next;
+                free(e->addr);
+                free(e);
+                c->count--;
+                return 1;
+            }
+        }
+        return 0;
     }
     if ((rc = mdb_txn_begin(c->env, NULL, 0, &txn)) == 0) {
         rc = mdb_del(txn, c->dbi, &k, NULL);
@@ -397,6 +543,8 @@ int cache_each(struct cache *c, int (*fn)(void *ctx, const char *addr, const cha
     MDB_val k, v;
     int rc, stop = 0;
 
+    if (c->rt)
+        return redis_each(c, fn, ctx, err, errlen);
     if (c->env == NULL) {
         snprintf(err, errlen, "not an LMDB cache");
         return -1;
@@ -414,8 +562,8 @@ int cache_each(struct cache *c, int (*fn)(void *ctx, const char *addr, const cha
          rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
         char addr[256], rec[VERDICT_RECORD_MAX];
         copy_value(addr, sizeof(addr), k.mv_data, k.mv_size);
-        if (strcmp(addr, CACHE_LAST_KEY) == 0)
-            continue;
+        if (addr[0] == '_')
+            continue; /* the last-cleanup stamp, pending marks */
         copy_value(rec, sizeof(rec), v.mv_data, v.mv_size);
         stop = fn(ctx, addr, rec);
     }
@@ -447,7 +595,9 @@ static void cleanup_memory(struct cache *c, time_t now)
         struct entry **pp = &c->slots[i];
         while (*pp) {
             struct entry *e = *pp;
-            if (keep(e->record, now, c->retention, c->enabled)) {
+            if (e->addr[0] == '_') {
+                pp = &e->next; /* pending marks */
+            } else if (keep(e->record, now, c->retention, c->enabled)) {
                 c->retained++;
                 pp = &e->next;
             } else {
@@ -577,22 +727,27 @@ static void on_cleanup(evutil_socket_t fd, short what, void *arg)
     evtimer_add(c->timer, &tv);
 }
 
-/* Schedule the cleanup runs; see cache.h. */
-void cache_cleanup_start(struct cache *c, struct event_base *base, time_t interval,
-                         time_t retention, unsigned enabled)
+static void redis_start(struct cache *c);
+
+/* Schedule the cleanup runs and start the Redis link; see cache.h. */
+void cache_start(struct cache *c, struct event_base *base)
 {
     time_t now = time(NULL);
 
-    c->interval = interval;
-    c->retention = retention;
-    c->enabled = enabled;
-    if (interval <= 0)
+    c->base = base;
+    if (c->rt) {
+        if (c->local)
+            cache_start(c->local, base);
+        redis_start(c);
         return;
-    time_t delay = last_cleanup(c) + interval - now;
+    }
+    if (c->interval <= 0)
+        return;
+    time_t delay = last_cleanup(c) + c->interval - now;
     if (delay < 0)
         delay = 0;
-    if (delay > interval)
-        delay = interval;
+    if (delay > c->interval)
+        delay = c->interval;
     struct timeval tv = {delay, 0};
     c->timer = evtimer_new(base, on_cleanup, c);
     evtimer_add(c->timer, &tv);
@@ -616,4 +771,511 @@ size_t cache_cleanup_now(struct cache *c, time_t now, time_t retention, unsigned
     if (retained)
         *retained = c->retained;
     return c->dropped;
+}
+
+/* ---- Redis ---- */
+
+/* Redis's key for ADDR. */
+static void redis_key(const struct cache *c, const char *addr, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s%s", c->prefix, addr);
+}
+
+/*
+ * How long Redis keeps RECORD (seconds, at least 1): until postscreen's retention rule would drop
+ * it, the earliest expiry of an enabled test plus the retention time.  A
+ * record with an enabled test never passed would go at the next cleanup
+ * run: at most postscreen_cache_cleanup_interval (or the retention time
+ * when cleanup is off) from now.
+ */
+long cache_record_ttl(const struct cache_opts *o, const char *record, time_t now)
+{
+    time_t stamps[TEST__COUNT], until = 0;
+    bool unpassed = false;
+
+    verdict_parse(record, stamps);
+    for (int t = 0; t < TEST__COUNT; t++) {
+        if (!(o->enabled & TEST_BIT(t)))
+            continue;
+        if (stamps[t] <= STAMP_DISABLED)
+            unpassed = true;
+        else if (until == 0 || stamps[t] + o->retention < until)
+            until = stamps[t] + o->retention;
+    }
+    long ttl = until ? (long)(until - now) : 0;
+    long cap = o->cleanup_interval > 0 ? (long)o->cleanup_interval : (long)o->retention;
+    if ((unpassed || until == 0) && (until == 0 || ttl > cap))
+        ttl = cap;
+    return ttl < 1 ? 1 : ttl;
+}
+
+static long record_ttl(const struct cache *c, const char *record, time_t now)
+{
+    struct cache_opts o = {
+        .retention = c->retention, .cleanup_interval = c->cleanup_interval, .enabled = c->enabled};
+
+    return cache_record_ttl(&o, record, now);
+}
+
+/* One warning a minute at most for error replies. */
+static void redis_warn(struct cache *c, const char *what, const char *addr, const char *why)
+{
+    time_t now = time(NULL);
+
+    if (now - c->last_redis_err < 60)
+        return;
+    c->last_redis_err = now;
+    msg_warn("cache %s: %s error for %s: %s", c->name, what, addr, why);
+}
+
+/* The pending mark of ADDR in the local store. */
+static void pending_key(const char *addr, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s%s", PENDING_PREFIX, addr);
+}
+
+static void mark_pending(struct cache *local, const char *addr)
+{
+    char k[300];
+
+    pending_key(addr, k, sizeof(k));
+    cache_put(local, k, "1");
+}
+
+static bool is_pending(struct cache *local, const char *addr)
+{
+    char k[300], v[4];
+
+    pending_key(addr, k, sizeof(k));
+    return cache_get(local, k, v, sizeof(v));
+}
+
+static int clear_pending(struct cache *local, const char *addr)
+{
+    char k[300], err[256];
+
+    pending_key(addr, k, sizeof(k));
+    return cache_del(local, k, err, sizeof(err)) < 0 ? -1 : 0;
+}
+
+/* Up to MAX addresses with a pending mark, into ADDRS. */
+static size_t pending_batch(struct cache *l, char (*addrs)[256], size_t max)
+{
+    size_t n = 0, pl = strlen(PENDING_PREFIX);
+
+    if (l->env == NULL) {
+        for (size_t i = 0; i < l->nslots && n < max; i++)
+            for (const struct entry *e = l->slots[i]; e && n < max; e = e->next)
+                if (strncmp(e->addr, PENDING_PREFIX, pl) == 0)
+                    snprintf(addrs[n++], 256, "%s", e->addr + pl);
+        return n;
+    }
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    MDB_val k = {pl, PENDING_PREFIX}, v;
+    if (mdb_txn_begin(l->env, NULL, MDB_RDONLY, &txn) != 0)
+        return 0;
+    if (mdb_cursor_open(txn, l->dbi, &cur) == 0) {
+        for (int rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+             rc == 0 && n < max && k.mv_size > pl && memcmp(k.mv_data, PENDING_PREFIX, pl) == 0;
+             rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
+            copy_value(addrs[n++], 256, (const char *)k.mv_data + pl, k.mv_size - pl);
+        mdb_cursor_close(cur);
+    }
+    mdb_txn_abort(txn);
+    return n;
+}
+
+/* A write in flight: which address, for the pending mark. */
+struct wreq {
+    struct cache *c;
+    char addr[256];
+};
+
+static void catch_up(struct cache *c);
+
+/* Redis's answer to a SET: on failure the local store keeps it pending. */
+static void on_set(void *arg, const redisReply *r)
+{
+    struct wreq *w = arg;
+    struct cache *c = w->c;
+
+    if (r == NULL || r->type == REDIS_REPLY_ERROR) {
+        if (r)
+            redis_warn(c, "update", w->addr, r->str);
+        if (c->local)
+            mark_pending(c->local, w->addr);
+    }
+    free(w);
+}
+
+/* A merge of the catch-up is answered. */
+static void on_merge(void *arg, const redisReply *r)
+{
+    struct wreq *w = arg;
+    struct cache *c = w->c;
+
+    c->inflight--;
+    if (r == NULL || r->type == REDIS_REPLY_ERROR) {
+        if (r)
+            redis_warn(c, "catch-up", w->addr, r->str);
+        c->catching = false; /* again when the link is back */
+    } else if (clear_pending(c->local, w->addr) == 0) {
+        c->caught++;
+    } else {
+        c->catching = false;
+    }
+    free(w);
+    if (c->catching && c->inflight == 0)
+        catch_up(c);
+}
+
+/* Each test's later expiry wins; the longer TTL too. */
+static const char merge_script[] =
+    "local cur = redis.call('GET', KEYS[1])\n"
+    "local rec = ARGV[1]\n"
+    "if cur then\n"
+    "  local a, b, out = {}, {}, {}\n"
+    "  for x in string.gmatch(cur, '[^;]+') do a[#a + 1] = tonumber(x) or 0 end\n"
+    "  for x in string.gmatch(rec, '[^;]+') do b[#b + 1] = tonumber(x) or 0 end\n"
+    "  for i = 1, math.max(#a, #b) do\n"
+    "    out[i] = string.format('%d', math.max(a[i] or 0, b[i] or 0))\n"
+    "  end\n"
+    "  rec = table.concat(out, ';')\n"
+    "end\n"
+    "local ttl = tonumber(ARGV[2])\n"
+    "local old = redis.call('TTL', KEYS[1])\n"
+    "if old > ttl then ttl = old end\n"
+    "redis.call('SET', KEYS[1], rec, 'EX', ttl)\n"
+    "return 1\n";
+
+/* Merge the next pending records into Redis, a batch at a time. */
+static void catch_up(struct cache *c)
+{
+    char addrs[CATCHUP_BATCH][256];
+    time_t now = time(NULL);
+
+    while (c->catching && c->inflight == 0) {
+        size_t n = pending_batch(c->local, addrs, CATCHUP_BATCH);
+        if (n == 0) {
+            if (c->caught > 0)
+                msg_info("cache %s: caught up %zu records written while it was unavailable",
+                         c->name, c->caught);
+            c->catching = false;
+            return;
+        }
+        for (size_t i = 0; i < n && c->catching; i++) {
+            char rec[VERDICT_RECORD_MAX], key[KEY_MAX], ttl[32];
+            if (!cache_get(c->local, addrs[i], rec, sizeof(rec))) {
+                if (clear_pending(c->local, addrs[i]) < 0)
+                    c->catching = false; /* dropped by the cleanup meanwhile */
+                continue;
+            }
+            redis_key(c, addrs[i], key, sizeof(key));
+            snprintf(ttl, sizeof(ttl), "%ld", record_ttl(c, rec, now));
+            const char *argv[] = {"EVAL", merge_script, "1", key, rec, ttl};
+            struct wreq *w = xcalloc(1, sizeof(*w));
+            w->c = c;
+            snprintf(w->addr, sizeof(w->addr), "%s", addrs[i]);
+            if (redis_command(c->link, on_merge, w, 6, argv, NULL) < 0) {
+                free(w);
+                c->catching = false;
+            } else {
+                c->inflight++;
+            }
+        }
+    }
+}
+
+/* The link came up or went down: one log line per change. */
+static void on_link_state(void *ctx, bool up, const char *reason)
+{
+    struct cache *c = ctx;
+
+    if (!up) {
+        c->catching = false;
+        if (!c->outage) {
+            c->outage = true;
+            if (c->local)
+                msg_warn("cache %s: unavailable (%s): deciding from %s until it returns", c->name,
+                         reason, c->local->name);
+            else
+                msg_warn("cache %s: unavailable (%s): screening clients as new until it returns",
+                         c->name, reason);
+        }
+        return;
+    }
+    if (c->outage)
+        msg_info("cache %s: available again", c->name);
+    else if (!c->connected)
+        msg_info("cache %s: connected", c->name);
+    c->outage = false;
+    c->connected = true;
+    if (c->local && !c->catching && c->inflight == 0) {
+        c->catching = true;
+        c->caught = 0;
+        catch_up(c);
+    }
+}
+
+static void redis_start(struct cache *c)
+{
+    if (c->sync == NULL && c->link == NULL)
+        c->link = redis_link_new(c->base, c->rt, &c->ro, on_link_state, c);
+}
+
+static void req_free(struct cache_req *r)
+{
+    event_free(r->ev);
+    free(r);
+}
+
+/* Hand the answer to the waiting session, from the event loop. */
+static void on_deliver(evutil_socket_t fd, short what, void *arg)
+{
+    struct cache_req *r = arg;
+    cache_done_fn *fn = r->fn;
+
+    (void)fd;
+    (void)what;
+    r->fn = NULL;
+    if (fn)
+        fn(r->ctx, r->found, r->record);
+    req_free(r);
+}
+
+/* Redis's answer to a lookup; without one, the local store answers. */
+static void on_get(void *arg, const redisReply *reply)
+{
+    struct cache_req *r = arg;
+    struct cache *c = r->c;
+
+    r->in_link = false;
+    if (r->fn == NULL) {
+        req_free(r);
+        return;
+    }
+    if (reply && reply->type == REDIS_REPLY_STRING) {
+        r->found = true;
+        copy_value(r->record, sizeof(r->record), reply->str, reply->len);
+    } else if (reply && reply->type == REDIS_REPLY_NIL) {
+        /* Written here while Redis was away, and not merged yet? */
+        r->found = c->local && is_pending(c->local, r->addr) &&
+                   cache_get(c->local, r->addr, r->record, sizeof(r->record));
+    } else {
+        if (reply)
+            redis_warn(c, "lookup", r->addr, reply->str);
+        r->found = c->local && cache_get(c->local, r->addr, r->record, sizeof(r->record));
+    }
+    event_active(r->ev, EV_TIMEOUT, 1);
+}
+
+/* Look ADDR up; see cache.h. */
+enum cache_answer cache_lookup(struct cache *c, const char *addr, char *buf, size_t len,
+                               cache_done_fn *fn, void *ctx, struct cache_req **req)
+{
+    *req = NULL;
+    if (c->rt == NULL || c->sync)
+        return cache_get(c, addr, buf, len) ? CACHE_HIT : CACHE_MISS;
+    if (c->link && redis_link_up(c->link) && strlen(addr) < sizeof(((struct cache_req *)0)->addr)) {
+        struct cache_req *r = xcalloc(1, sizeof(*r));
+        char key[KEY_MAX];
+        r->c = c;
+        r->fn = fn;
+        r->ctx = ctx;
+        snprintf(r->addr, sizeof(r->addr), "%s", addr);
+        r->ev = evtimer_new(c->base, on_deliver, r);
+        redis_key(c, addr, key, sizeof(key));
+        const char *argv[] = {"GET", key};
+        if (redis_command(c->link, on_get, r, 2, argv, NULL) == 0) {
+            r->in_link = true;
+            *req = r;
+            return CACHE_PENDING;
+        }
+        req_free(r);
+    }
+    return c->local && cache_get(c->local, addr, buf, len) ? CACHE_HIT : CACHE_MISS;
+}
+
+/* The session no longer waits: the answer is dropped. */
+void cache_cancel(struct cache_req *r)
+{
+    if (r == NULL)
+        return;
+    r->fn = NULL;
+    if (!r->in_link)
+        req_free(r);
+}
+
+/* A blocking command for the control tool; NULL with ERR on a failure. */
+static redisReply *sync_cmd(struct cache *c, int argc, const char **argv, char *err, size_t errlen)
+{
+    redisReply *r = redisCommandArgv(c->sync, argc, argv, NULL);
+
+    if (r == NULL) {
+        snprintf(err, errlen, "%s", c->sync->err ? c->sync->errstr : "no reply");
+        return NULL;
+    }
+    if (r->type == REDIS_REPLY_ERROR) {
+        snprintf(err, errlen, "%s", r->str);
+        freeReplyObject(r);
+        return NULL;
+    }
+    return r;
+}
+
+static bool redis_get(struct cache *c, const char *addr, char *buf, size_t len)
+{
+    char key[KEY_MAX], err[512];
+
+    if (c->sync == NULL)
+        return c->local && cache_get(c->local, addr, buf, len);
+    redis_key(c, addr, key, sizeof(key));
+    const char *argv[] = {"GET", key};
+    redisReply *r = sync_cmd(c, 2, argv, err, sizeof(err));
+    if (r == NULL) {
+        msg_warn("cache %s: lookup error for %s: %s", c->name, addr, err);
+        return false;
+    }
+    bool found = r->type == REDIS_REPLY_STRING;
+    if (found)
+        copy_value(buf, len, r->str, r->len);
+    freeReplyObject(r);
+    return found;
+}
+
+static int redis_put(struct cache *c, const char *addr, const char *record)
+{
+    char key[KEY_MAX], ttl[32], err[512];
+
+    redis_key(c, addr, key, sizeof(key));
+    snprintf(ttl, sizeof(ttl), "%ld", record_ttl(c, record, time(NULL)));
+    const char *argv[] = {"SET", key, record, "EX", ttl};
+    if (c->sync) {
+        redisReply *r = sync_cmd(c, 5, argv, err, sizeof(err));
+        if (r == NULL) {
+            msg_warn("cache %s: update error for %s: %s", c->name, addr, err);
+            return -1;
+        }
+        freeReplyObject(r);
+        return 0;
+    }
+    if (c->local)
+        cache_put(c->local, addr, record);
+    if (c->link && redis_link_up(c->link) && strlen(addr) < sizeof(((struct wreq *)0)->addr)) {
+        struct wreq *w = xcalloc(1, sizeof(*w));
+        w->c = c;
+        snprintf(w->addr, sizeof(w->addr), "%s", addr);
+        if (redis_command(c->link, on_set, w, 5, argv, NULL) == 0)
+            return 0;
+        free(w);
+    }
+    if (c->local)
+        mark_pending(c->local, addr);
+    return 0;
+}
+
+static int redis_del(struct cache *c, const char *addr, char *err, size_t errlen)
+{
+    char key[KEY_MAX];
+
+    if (c->sync == NULL) {
+        snprintf(err, errlen, "not open for the control tool");
+        return -1;
+    }
+    redis_key(c, addr, key, sizeof(key));
+    const char *argv[] = {"DEL", key};
+    redisReply *r = sync_cmd(c, 2, argv, err, errlen);
+    if (r == NULL)
+        return -1;
+    int gone = r->type == REDIS_REPLY_INTEGER && r->integer > 0;
+    freeReplyObject(r);
+    return gone;
+}
+
+struct pair {
+    char *addr, *record;
+};
+
+static int pair_cmp(const void *a, const void *b)
+{
+    return strcmp(((const struct pair *)a)->addr, ((const struct pair *)b)->addr);
+}
+
+/* Every record under the prefix (SCAN, then MGET), in address order. */
+static int redis_each(struct cache *c, int (*fn)(void *, const char *, const char *), void *ctx,
+                      char *err, size_t errlen)
+{
+    char match[KEY_MAX * 2 + 2], cursor[32] = "0";
+    size_t plen = strlen(c->prefix), n = 0, cap = 0;
+    struct pair *pairs = NULL;
+    int ret = 0;
+
+    if (c->sync == NULL) {
+        snprintf(err, errlen, "not open for the control tool");
+        return -1;
+    }
+    /* The prefix, its glob characters escaped, then anything. */
+    char *m = match;
+    for (const char *p = c->prefix; *p && m < match + sizeof(match) - 3; p++) {
+        if (strchr("*?[]\\", *p))
+            *m++ = '\\';
+        *m++ = *p;
+    }
+    *m++ = '*';
+    *m = '\0';
+    do {
+        const char *argv[] = {"SCAN", cursor, "MATCH", match, "COUNT", "1000"};
+        redisReply *r = sync_cmd(c, 6, argv, err, errlen);
+        if (r == NULL) {
+            ret = -1;
+            break;
+        }
+        if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+            r->element[0]->type != REDIS_REPLY_STRING || r->element[1]->type != REDIS_REPLY_ARRAY) {
+            snprintf(err, errlen, "unexpected SCAN reply");
+            freeReplyObject(r);
+            ret = -1;
+            break;
+        }
+        snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
+        redisReply *keys = r->element[1];
+        if (keys->elements > 0) {
+            const char **argv2 = xcalloc(keys->elements + 1, sizeof(*argv2));
+            argv2[0] = "MGET";
+            for (size_t i = 0; i < keys->elements; i++)
+                argv2[i + 1] = keys->element[i]->str;
+            redisReply *v = sync_cmd(c, (int)keys->elements + 1, argv2, err, errlen);
+            free(argv2);
+            if (v == NULL) {
+                freeReplyObject(r);
+                ret = -1;
+                break;
+            }
+            for (size_t i = 0; i < v->elements && i < keys->elements; i++) {
+                if (v->element[i]->type != REDIS_REPLY_STRING || keys->element[i]->len <= plen)
+                    continue; /* expired meanwhile */
+                if (n == cap) {
+                    cap = cap ? cap * 2 : 256;
+                    pairs = xrealloc(pairs, cap * sizeof(*pairs));
+                }
+                pairs[n].addr = xstrdup(keys->element[i]->str + plen);
+                pairs[n].record = xstrdup(v->element[i]->str);
+                n++;
+            }
+            freeReplyObject(v);
+        }
+        freeReplyObject(r);
+    } while (strcmp(cursor, "0") != 0);
+    if (ret == 0) {
+        qsort(pairs, n, sizeof(*pairs), pair_cmp);
+        for (size_t i = 0; i < n && ret == 0; i++)
+            ret = fn(ctx, pairs[i].addr, pairs[i].record);
+    }
+    for (size_t i = 0; i < n; i++) {
+        free(pairs[i].addr);
+        free(pairs[i].record);
+    }
+    free(pairs);
+    return ret;
 }

@@ -162,6 +162,12 @@ enum {
     X(MXS_CACHE_IPV6_PREFIX, "mxscreen_cache_ipv6_prefix", CT_INT, "128", 1, 128, 0, 0, 0) \
     X(MXS_BACKEND_TLS, "mxscreen_backend_tls", CT_BOOL, "no", 0, 0, 0, 0, 0) \
     X(MXS_BACKEND_PROBE_INTERVAL, "mxscreen_backend_probe_interval", CT_TIME, "300s", 1, 0, 's', 0, PF_NOMAX) \
+    X(MXS_REDIS_PASSWORD, "mxscreen_redis_password", CT_STR, "", 0, 0, 0, 0, 0) \
+    X(MXS_REDIS_USER, "mxscreen_redis_user", CT_STR, "", 0, 0, 0, 0, 0) \
+    X(MXS_REDIS_PREFIX, "mxscreen_redis_prefix", CT_STR, "mxscreen:", 0, 0, 0, 0, 0) \
+    X(MXS_REDIS_TIMEOUT_MS, "mxscreen_redis_timeout_ms", CT_INT, "200", 1, 60000, 0, 0, 0) \
+    X(MXS_CACHE_FALLBACK, "mxscreen_cache_fallback", CT_BOOL, "yes", 0, 0, 0, 0, 0) \
+    X(MXS_CACHE_FALLBACK_MAP, "mxscreen_cache_fallback_map", CT_STR, "lmdb:$data_directory/mxscreen_fallback_cache", 0, 0, 0, 0, 0) \
     X(MXS_STATS_LISTEN, "mxscreen_stats_listen", CT_STR, "", 0, 0, 0, 0, 0) \
     X(MXS_LOG_TARGET, "mxscreen_log_target", CT_ENUM, "stderr", 0, 0, 0, "stderr|syslog", 0)
 /* clang-format on */

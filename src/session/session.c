@@ -65,6 +65,7 @@ struct session {
     bool in_check;               /* counted in srv->check_queue */
     bool in_post;                /* counted in srv->post_queue */
     bool replayed;               /* concluded at a replay: PASS and cache done */
+    struct cache_req *cache_req; /* the allowlist lookup Redis has not answered yet */
 };
 
 /* Send a reply, best effort: the socket is fresh and the reply small. */
@@ -121,6 +122,7 @@ static void session_free(struct session *s)
         event_free(s->ev);
     if (s->lookup)
         dnsbl_release(s->lookup, s);
+    cache_cancel(s->cache_req);
     free(s->dnsbl_reply);
     if (s->fd >= 0)
         close_client(s->fd);
@@ -615,6 +617,9 @@ static void early_start(struct session *s)
     }
 }
 
+static void on_cache(void *ctx, bool found, const char *rec);
+static void screen(struct session *s);
+
 /* The endpoints are known: run the connection flow (spec §1.2 steps 2-10). */
 static void session_start(struct session *s)
 {
@@ -677,20 +682,52 @@ static void session_start(struct session *s)
 
     /* The temporary allowlist: only for a sole session with no failure. */
     char rec[VERDICT_RECORD_MAX];
-    if (!verdict_any_fail(v) && s->ip->count == 1 && st->cache_enabled && srv->cache &&
-        cache_get(srv->cache, s->key, rec, sizeof(rec))) {
-        verdict_parse(rec, s->ip->stamps);
-        verdict_todo(v, s->ip->stamps, now, st->enabled);
-        if (v->todo == 0) {
-            msg_info("PASS OLD [%s]:%s", s->client.addr, s->client.port);
-            conclude(s);
+    if (!verdict_any_fail(v) && s->ip->count == 1 && st->cache_enabled && srv->cache) {
+        switch (cache_lookup(srv->cache, s->key, rec, sizeof(rec), on_cache, s, &s->cache_req)) {
+        case CACHE_PENDING:
+            return; /* on_cache() goes on */
+        case CACHE_HIT:
+            on_cache(s, true, rec);
             return;
+        case CACHE_MISS:
+            break;
         }
+        verdict_new(v, s->ip->stamps, st->enabled);
     } else if (s->ip->count > 1) {
         verdict_todo(v, s->ip->stamps, now, st->enabled);
     } else {
         verdict_new(v, s->ip->stamps, st->enabled);
     }
+    screen(s);
+}
+
+/* The allowlist's answer for a sole session: PASS OLD, or the tests due. */
+static void on_cache(void *ctx, bool found, const char *rec)
+{
+    struct session *s = ctx;
+    struct verdict *v = &s->v;
+
+    s->cache_req = NULL;
+    if (!found) {
+        verdict_new(v, s->ip->stamps, s->st->enabled);
+    } else {
+        verdict_parse(rec, s->ip->stamps);
+        verdict_todo(v, s->ip->stamps, time(NULL), s->st->enabled);
+        if (v->todo == 0) {
+            msg_info("PASS OLD [%s]:%s", s->client.addr, s->client.port);
+            conclude(s);
+            return;
+        }
+    }
+    screen(s);
+}
+
+/* The tests due are known: the interface veto, the queue limit, the tests. */
+static void screen(struct session *s)
+{
+    struct server *srv = s->srv;
+    const struct settings *st = s->st;
+    struct verdict *v = &s->v;
 
     /* No allowlisting through a backup MX address; fail closed. */
     if (!addrlist_match(st->allow_ifaces, &s->server)) {

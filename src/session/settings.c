@@ -141,6 +141,29 @@ struct settings *settings_build(struct conf *cf, char *err, size_t errlen)
     }
     st->cache_retention = (time_t)conf_num(cf, P_PSC_CACHE_RETENTION_TIME);
     st->cache_cleanup_interval = (time_t)conf_num(cf, P_PSC_CACHE_CLEANUP_INTERVAL);
+    struct cache_opts *co = &st->cache_opts;
+    co->retention = st->cache_retention;
+    co->cleanup_interval = st->cache_cleanup_interval;
+    co->enabled = st->enabled;
+    co->redis_password = conf_str(cf, P_MXS_REDIS_PASSWORD);
+    co->redis_user = conf_str(cf, P_MXS_REDIS_USER);
+    co->redis_prefix = conf_str(cf, P_MXS_REDIS_PREFIX);
+    co->redis_timeout_ms = (int)conf_num(cf, P_MXS_REDIS_TIMEOUT_MS);
+    co->fallback_map =
+        conf_bool(cf, P_MXS_CACHE_FALLBACK) ? conf_str(cf, P_MXS_CACHE_FALLBACK_MAP) : NULL;
+    if (st->cache_enabled && cache_map_is_redis(conf_str(cf, P_PSC_CACHE_MAP)) &&
+        co->fallback_map) {
+        if (*co->fallback_map == '\0') {
+            co->fallback_map = NULL;
+        } else if (cache_map_is_redis(co->fallback_map)) {
+            where_err(cf, P_MXS_CACHE_FALLBACK_MAP, "the fallback must be a local map (lmdb:)", err,
+                      errlen);
+            goto fail;
+        } else if (cache_map_check(co->fallback_map, e, sizeof(e)) < 0) {
+            where_err(cf, P_MXS_CACHE_FALLBACK_MAP, e, err, errlen);
+            goto fail;
+        }
+    }
     st->engine = engine_conf_build(cf, err, errlen);
     if (st->engine == NULL)
         goto fail;

@@ -19,6 +19,7 @@
 #include <stddef.h>
 #include <time.h>
 
+#include "cache/cache.h"
 #include "conf/acl.h"
 #include "conf/addrlist.h"
 #include "conf/conf.h"
@@ -63,6 +64,7 @@ struct settings {
     bool cache_enabled;               /* postscreen_cache_map is not empty */
     time_t cache_retention;           /* postscreen_cache_retention_time */
     time_t cache_cleanup_interval;    /* postscreen_cache_cleanup_interval */
+    struct cache_opts cache_opts;     /* for cache_open(): the above, Redis, fallback */
     enum handoff_mode mode;           /* mxscreen_handoff */
     struct hostport backend;          /* mxscreen_backend */
     const char *backend_name;         /* its text, for log lines */
