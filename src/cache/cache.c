@@ -17,12 +17,13 @@
 #include "session/verdict.h"
 #include "util/mem.h"
 
-#define CACHE_MAP_SIZE ((size_t)1 << 30) /* address space; the file grows as used */
-#define CACHE_STEP     256               /* records looked at per cleanup step */
-#define CACHE_LAST_KEY "_LAST_CACHE_CLEANUP_COMPLETED_"
-#define PENDING_PREFIX "_PENDING_ " /* + address: a write Redis has not taken */
-#define CATCHUP_BATCH  32           /* pending records merged at a time */
-#define KEY_MAX        (512 + 256)  /* a Redis key: prefix and address */
+#define CACHE_MAP_SIZE  ((size_t)1 << 30) /* address space; the file grows as used */
+#define CACHE_STEP      256               /* records looked at per cleanup step */
+#define CACHE_LAST_KEY  "_LAST_CACHE_CLEANUP_COMPLETED_"
+#define PENDING_PREFIX  "_PENDING_ " /* + address: a write Redis has not taken */
+#define CATCHUP_BATCH   32           /* pending records merged at a time */
+#define CATCHUP_RETRY_S 30           /* a run while the link is up, for refused writes */
+#define KEY_MAX         (512 + 256)  /* a Redis key: prefix and address */
 
 struct entry {
     struct entry *next;
@@ -55,11 +56,13 @@ struct cache {
     redisContext *sync;      /* the control tool's connection */
     struct redis_link *link; /* the daemon's */
     struct event_base *base;
-    bool outage;           /* "unavailable" logged and not yet back */
-    bool connected;        /* "connected" logged once */
-    bool catching;         /* a catch-up is running */
-    size_t inflight;       /* its merges in flight */
-    size_t caught;         /* records merged so far */
+    bool outage;            /* "unavailable" logged and not yet back */
+    bool connected;         /* "connected" logged once */
+    bool catching;          /* a catch-up is running */
+    size_t inflight;        /* its merges in flight */
+    size_t caught;          /* records merged so far */
+    char catch_resume[256]; /* the run goes on after this address */
+    struct event *catch_timer;
     time_t last_redis_err; /* rate limit for error replies */
 };
 
@@ -260,6 +263,11 @@ static struct cache *open_redis(const char *map, const struct cache_opts *o, boo
     }
     if (rc)
         redisFree(rc); /* the daemon's link connects from the event loop */
+    if (redis_target_resolve(c->rt, why, sizeof(why)) < 0) {
+        snprintf(err, errlen, "%s: %s (use an address, or a name in /etc/hosts)", c->name, why);
+        cache_free(c);
+        return NULL;
+    }
     if (o->fallback_map && *o->fallback_map) {
         if (cache_map_is_redis(o->fallback_map)) {
             snprintf(err, errlen, "%s: the fallback must be a local map, not %s", c->name,
@@ -349,6 +357,8 @@ void cache_free(struct cache *c)
         return;
     /* Writes still in flight are marked pending in the local store. */
     redis_link_free(c->link);
+    if (c->catch_timer)
+        event_free(c->catch_timer);
     cache_free(c->local);
     if (c->sync)
         redisFree(c->sync);
@@ -858,28 +868,52 @@ static int clear_pending(struct cache *local, const char *addr)
     return cache_del(local, k, err, sizeof(err)) < 0 ? -1 : 0;
 }
 
-/* Up to MAX addresses with a pending mark, into ADDRS. */
-static size_t pending_batch(struct cache *l, char (*addrs)[256], size_t max)
+static int str_cmp(const void *a, const void *b)
+{
+    return strcmp((const char *)a, (const char *)b);
+}
+
+/* Up to MAX addresses with a pending mark after AFTER (in key order), into ADDRS. */
+static size_t pending_batch(struct cache *l, const char *after, char (*addrs)[256], size_t max)
 {
     size_t n = 0, pl = strlen(PENDING_PREFIX);
 
     if (l->env == NULL) {
-        for (size_t i = 0; i < l->nslots && n < max; i++)
-            for (const struct entry *e = l->slots[i]; e && n < max; e = e->next)
-                if (strncmp(e->addr, PENDING_PREFIX, pl) == 0)
-                    snprintf(addrs[n++], 256, "%s", e->addr + pl);
+        /* In memory (the LMDB file could not be opened): a scan, sorted. */
+        char(*all)[256] = NULL;
+        size_t na = 0, cap = 0;
+        for (size_t i = 0; i < l->nslots; i++)
+            for (const struct entry *e = l->slots[i]; e; e = e->next) {
+                if (strncmp(e->addr, PENDING_PREFIX, pl) != 0 || strcmp(e->addr + pl, after) <= 0)
+                    continue;
+                if (na == cap) {
+                    cap = cap ? cap * 2 : 64;
+                    all = xrealloc(all, cap * sizeof(*all));
+                }
+                snprintf(all[na++], 256, "%s", e->addr + pl);
+            }
+        if (na > 0)
+            qsort(all, na, sizeof(*all), str_cmp);
+        for (; n < na && n < max; n++)
+            memcpy(addrs[n], all[n], 256);
+        free(all);
         return n;
     }
+    char start[300];
+    snprintf(start, sizeof(start), "%s%s", PENDING_PREFIX, after);
     MDB_txn *txn;
     MDB_cursor *cur;
-    MDB_val k = {pl, PENDING_PREFIX}, v;
+    MDB_val k = {strlen(start), start}, v;
     if (mdb_txn_begin(l->env, NULL, MDB_RDONLY, &txn) != 0)
         return 0;
     if (mdb_cursor_open(txn, l->dbi, &cur) == 0) {
         for (int rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
              rc == 0 && n < max && k.mv_size > pl && memcmp(k.mv_data, PENDING_PREFIX, pl) == 0;
-             rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
-            copy_value(addrs[n++], 256, (const char *)k.mv_data + pl, k.mv_size - pl);
+             rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+            copy_value(addrs[n], 256, (const char *)k.mv_data + pl, k.mv_size - pl);
+            if (strcmp(addrs[n], after) > 0)
+                n++;
+        }
         mdb_cursor_close(cur);
     }
     mdb_txn_abort(txn);
@@ -894,7 +928,69 @@ struct wreq {
 
 static void catch_up(struct cache *c);
 
-/* Redis's answer to a SET: on failure the local store keeps it pending. */
+/*
+ * Every write from the daemon goes through this script: each test's later
+ * expiry wins (so two hosts, or a host that decided from a stale copy,
+ * never undo each other's passes), and the TTL is computed from the merged
+ * record as cache_record_ttl() does.  ARGV: the record, now, the retention
+ * time, the cap for a record with an enabled test never passed, and the
+ * enabled tests' bits.
+ */
+static const char merge_script[] =
+    "local cur = redis.call('GET', KEYS[1])\n"
+    "local rec = ARGV[1]\n"
+    "if cur then\n"
+    "  local a, b, out = {}, {}, {}\n"
+    "  for x in string.gmatch(cur, '[^;]+') do a[#a + 1] = tonumber(x) or 0 end\n"
+    "  for x in string.gmatch(rec, '[^;]+') do b[#b + 1] = tonumber(x) or 0 end\n"
+    "  for i = 1, math.max(#a, #b) do\n"
+    "    out[i] = string.format('%d', math.max(a[i] or 0, b[i] or 0))\n"
+    "  end\n"
+    "  rec = table.concat(out, ';')\n"
+    "end\n"
+    "local now, retention = tonumber(ARGV[2]), tonumber(ARGV[3])\n"
+    "local cap, enabled = tonumber(ARGV[4]), tonumber(ARGV[5])\n"
+    "local upto, unpassed, bit = 0, false, 1\n"
+    "for x in string.gmatch(rec, '[^;]+') do\n"
+    "  if math.floor(enabled / bit) % 2 == 1 then\n"
+    "    local st = tonumber(x) or 0\n"
+    "    if st <= 1 then unpassed = true\n"
+    "    elseif upto == 0 or st + retention < upto then upto = st + retention end\n"
+    "  end\n"
+    "  bit = bit * 2\n"
+    "end\n"
+    "local ttl = 0\n"
+    "if upto > 0 then ttl = upto - now end\n"
+    "if (unpassed or upto == 0) and (upto == 0 or ttl > cap) then ttl = cap end\n"
+    "if ttl < 1 then ttl = 1 end\n"
+    "redis.call('SET', KEYS[1], rec, 'EX', math.floor(ttl))\n"
+    "return math.floor(ttl)\n";
+
+/* Send RECORD for ADDR through the merge script; -1 when it could not be sent. */
+static int send_merge(struct cache *c, const char *addr, const char *record, redis_reply_fn *fn)
+{
+    char key[KEY_MAX], now[32], retention[32], cap[32], enabled[16];
+
+    if (strlen(addr) >= sizeof(((struct wreq *)0)->addr))
+        return -1;
+    redis_key(c, addr, key, sizeof(key));
+    snprintf(now, sizeof(now), "%lld", (long long)time(NULL));
+    snprintf(retention, sizeof(retention), "%lld", (long long)c->retention);
+    snprintf(cap, sizeof(cap), "%lld",
+             (long long)(c->cleanup_interval > 0 ? c->cleanup_interval : c->retention));
+    snprintf(enabled, sizeof(enabled), "%u", c->enabled);
+    const char *argv[] = {"EVAL", merge_script, "1", key, record, now, retention, cap, enabled};
+    struct wreq *w = xcalloc(1, sizeof(*w));
+    w->c = c;
+    snprintf(w->addr, sizeof(w->addr), "%s", addr);
+    if (redis_command(c->link, fn, w, 9, argv, NULL) < 0) {
+        free(w);
+        return -1;
+    }
+    return 0;
+}
+
+/* Redis's answer to a write: on failure the local store keeps it pending. */
 static void on_set(void *arg, const redisReply *r)
 {
     struct wreq *w = arg;
@@ -916,10 +1012,11 @@ static void on_merge(void *arg, const redisReply *r)
     struct cache *c = w->c;
 
     c->inflight--;
-    if (r == NULL || r->type == REDIS_REPLY_ERROR) {
-        if (r)
-            redis_warn(c, "catch-up", w->addr, r->str);
+    if (r == NULL) {
         c->catching = false; /* again when the link is back */
+    } else if (r->type == REDIS_REPLY_ERROR) {
+        /* Skipped in this run, tried again in the next. */
+        redis_warn(c, "catch-up", w->addr, r->str);
     } else if (clear_pending(c->local, w->addr) == 0) {
         c->caught++;
     } else {
@@ -930,33 +1027,13 @@ static void on_merge(void *arg, const redisReply *r)
         catch_up(c);
 }
 
-/* Each test's later expiry wins; the longer TTL too. */
-static const char merge_script[] =
-    "local cur = redis.call('GET', KEYS[1])\n"
-    "local rec = ARGV[1]\n"
-    "if cur then\n"
-    "  local a, b, out = {}, {}, {}\n"
-    "  for x in string.gmatch(cur, '[^;]+') do a[#a + 1] = tonumber(x) or 0 end\n"
-    "  for x in string.gmatch(rec, '[^;]+') do b[#b + 1] = tonumber(x) or 0 end\n"
-    "  for i = 1, math.max(#a, #b) do\n"
-    "    out[i] = string.format('%d', math.max(a[i] or 0, b[i] or 0))\n"
-    "  end\n"
-    "  rec = table.concat(out, ';')\n"
-    "end\n"
-    "local ttl = tonumber(ARGV[2])\n"
-    "local old = redis.call('TTL', KEYS[1])\n"
-    "if old > ttl then ttl = old end\n"
-    "redis.call('SET', KEYS[1], rec, 'EX', ttl)\n"
-    "return 1\n";
-
 /* Merge the next pending records into Redis, a batch at a time. */
 static void catch_up(struct cache *c)
 {
     char addrs[CATCHUP_BATCH][256];
-    time_t now = time(NULL);
 
     while (c->catching && c->inflight == 0) {
-        size_t n = pending_batch(c->local, addrs, CATCHUP_BATCH);
+        size_t n = pending_batch(c->local, c->catch_resume, addrs, CATCHUP_BATCH);
         if (n == 0) {
             if (c->caught > 0)
                 msg_info("cache %s: caught up %zu records written while it was unavailable",
@@ -964,27 +1041,40 @@ static void catch_up(struct cache *c)
             c->catching = false;
             return;
         }
+        memcpy(c->catch_resume, addrs[n - 1], sizeof(c->catch_resume));
         for (size_t i = 0; i < n && c->catching; i++) {
-            char rec[VERDICT_RECORD_MAX], key[KEY_MAX], ttl[32];
+            char rec[VERDICT_RECORD_MAX];
             if (!cache_get(c->local, addrs[i], rec, sizeof(rec))) {
                 if (clear_pending(c->local, addrs[i]) < 0)
                     c->catching = false; /* dropped by the cleanup meanwhile */
                 continue;
             }
-            redis_key(c, addrs[i], key, sizeof(key));
-            snprintf(ttl, sizeof(ttl), "%ld", record_ttl(c, rec, now));
-            const char *argv[] = {"EVAL", merge_script, "1", key, rec, ttl};
-            struct wreq *w = xcalloc(1, sizeof(*w));
-            w->c = c;
-            snprintf(w->addr, sizeof(w->addr), "%s", addrs[i]);
-            if (redis_command(c->link, on_merge, w, 6, argv, NULL) < 0) {
-                free(w);
+            if (send_merge(c, addrs[i], rec, on_merge) < 0)
                 c->catching = false;
-            } else {
+            else
                 c->inflight++;
-            }
         }
     }
+}
+
+/* Start a catch-up run unless one is going. */
+static void catch_up_start(struct cache *c)
+{
+    if (c->local == NULL || c->catching || c->inflight > 0 || !redis_link_up(c->link))
+        return;
+    c->catching = true;
+    c->caught = 0;
+    c->catch_resume[0] = '\0';
+    catch_up(c);
+}
+
+/* While the link is up, records Redis refused (an error reply) are tried
+ * again from time to time. */
+static void on_catch_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    catch_up_start(arg);
 }
 
 /* The link came up or went down: one log line per change. */
@@ -1011,17 +1101,19 @@ static void on_link_state(void *ctx, bool up, const char *reason)
         msg_info("cache %s: connected", c->name);
     c->outage = false;
     c->connected = true;
-    if (c->local && !c->catching && c->inflight == 0) {
-        c->catching = true;
-        c->caught = 0;
-        catch_up(c);
-    }
+    catch_up_start(c);
 }
 
 static void redis_start(struct cache *c)
 {
-    if (c->sync == NULL && c->link == NULL)
-        c->link = redis_link_new(c->base, c->rt, &c->ro, on_link_state, c);
+    if (c->sync || c->link)
+        return;
+    c->link = redis_link_new(c->base, c->rt, &c->ro, on_link_state, c);
+    if (c->local) {
+        struct timeval tv = {CATCHUP_RETRY_S, 0};
+        c->catch_timer = event_new(c->base, -1, EV_PERSIST, on_catch_timer, c);
+        evtimer_add(c->catch_timer, &tv);
+    }
 }
 
 static void req_free(struct cache_req *r)
@@ -1162,14 +1254,8 @@ static int redis_put(struct cache *c, const char *addr, const char *record)
     }
     if (c->local)
         cache_put(c->local, addr, record);
-    if (c->link && redis_link_up(c->link) && strlen(addr) < sizeof(((struct wreq *)0)->addr)) {
-        struct wreq *w = xcalloc(1, sizeof(*w));
-        w->c = c;
-        snprintf(w->addr, sizeof(w->addr), "%s", addr);
-        if (redis_command(c->link, on_set, w, 5, argv, NULL) == 0)
-            return 0;
-        free(w);
-    }
+    if (c->link && redis_link_up(c->link) && send_merge(c, addr, record, on_set) == 0)
+        return 0;
     if (c->local)
         mark_pending(c->local, addr);
     return 0;
@@ -1270,7 +1356,8 @@ static int redis_each(struct cache *c, int (*fn)(void *, const char *, const cha
     if (ret == 0) {
         qsort(pairs, n, sizeof(*pairs), pair_cmp);
         for (size_t i = 0; i < n && ret == 0; i++)
-            ret = fn(ctx, pairs[i].addr, pairs[i].record);
+            if (i == 0 || strcmp(pairs[i].addr, pairs[i - 1].addr) != 0) /* SCAN may repeat */
+                ret = fn(ctx, pairs[i].addr, pairs[i].record);
     }
     for (size_t i = 0; i < n; i++) {
         free(pairs[i].addr);

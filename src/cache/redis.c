@@ -1,12 +1,15 @@
 /*
  * redis - the allowlist's link to Redis; see redis.h.
  */
+#include <arpa/inet.h>
 #include <ctype.h>
+#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/time.h>
+#include <time.h>
 
 #include <hiredis/adapters/libevent.h>
 #include <hiredis/async.h>
@@ -18,6 +21,7 @@
 #define BACKOFF_FIRST_MS 500
 #define BACKOFF_MAX_MS   30000
 #define HANDSHAKE_MIN_MS 1000 /* connect, AUTH, SELECT, PING */
+#define STABLE_S         10   /* up this long: the back-off starts again at its first step */
 
 /* A number in [MIN, MAX] that is the whole of TEXT. */
 static bool parse_int(const char *text, long min, long max, int *out)
@@ -93,6 +97,26 @@ bad:
     return -1;
 }
 
+/* Resolve T's host name into T->addr, blocking (start-up only). */
+int redis_target_resolve(struct redis_target *t, char *err, size_t errlen)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res;
+
+    if (t->path[0])
+        return 0;
+    int rc = getaddrinfo(t->host, NULL, &hints, &res);
+    if (rc != 0) {
+        snprintf(err, errlen, "cannot resolve %s: %s", t->host, gai_strerror(rc));
+        return -1;
+    }
+    const void *a = res->ai_family == AF_INET6
+                        ? (const void *)&((struct sockaddr_in6 *)res->ai_addr)->sin6_addr
+                        : (const void *)&((struct sockaddr_in *)res->ai_addr)->sin_addr;
+    inet_ntop(res->ai_family, a, t->addr, sizeof(t->addr));
+    freeaddrinfo(res);
+    return 0;
+}
+
 static bool set(const char *s)
 {
     return s != NULL && *s != '\0';
@@ -127,10 +151,37 @@ static int handshake(const struct redis_target *t, const struct redis_opts *o, c
     return n;
 }
 
+static void mono_now(struct timeval *tv)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    tv->tv_sec = ts.tv_sec;
+    tv->tv_usec = ts.tv_nsec / 1000;
+}
+
 static struct timeval ms_tv(int ms)
 {
     struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
     return tv;
+}
+
+/*
+ * Does Redis's error TEXT to COMMAND say that our settings are wrong (the
+ * password, the user, the database), rather than that it is busy
+ * (BUSY, LOADING, MASTERDOWN, ...) and may take us later?
+ */
+bool redis_refusal(const char *command, const char *text)
+{
+    static const char *const codes[] = {"NOAUTH", "WRONGPASS", "NOPERM"};
+
+    for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++)
+        if (strncmp(text, codes[i], strlen(codes[i])) == 0)
+            return true;
+    /* "ERR AUTH <password> called without any password configured",
+     * "ERR DB index is out of range", "ERR invalid DB index" */
+    return strncmp(text, "ERR ", 4) == 0 &&
+           (strcasecmp(command, "AUTH") == 0 || strcasecmp(command, "SELECT") == 0);
 }
 
 /* Connect and say hello, blocking; see redis.h. */
@@ -166,7 +217,7 @@ redisContext *redis_sync_open(const struct redis_target *t, const struct redis_o
         }
         if (r->type == REDIS_REPLY_ERROR) {
             snprintf(err, errlen, "%s: %s", argv[i][0], r->str);
-            *refused = true;
+            *refused = redis_refusal(argv[i][0], r->str);
             freeReplyObject(r);
             redisFree(c);
             return NULL;
@@ -200,6 +251,7 @@ struct redis_link {
     struct event *deadline; /* the oldest command's */
     struct event *retry;
     int backoff_ms;
+    struct timeval up_since; /* monotonic */
     bool freeing;
     redis_state_fn *state_fn;
     void *ctx;
@@ -207,11 +259,23 @@ struct redis_link {
 
 static void link_connect(struct redis_link *l);
 
-/* The link is down (the first reason wins); try again later. */
-static void link_fail(struct redis_link *l, const char *reason)
+/*
+ * The link is down (the first reason wins); try again later.  A link that
+ * had been up for a while starts the back-off again; one that fails soon
+ * after coming up goes on doubling it, so a flapping Redis is not hammered.
+ * QUIET: Redis closed an idle link (its "timeout" setting): reconnect at
+ * once and say nothing unless that fails.
+ */
+static void link_down(struct redis_link *l, const char *reason, bool quiet)
 {
     if (l->state == LINK_DOWN)
         return;
+    if (l->state == LINK_UP) {
+        struct timeval now;
+        mono_now(&now);
+        if (now.tv_sec - l->up_since.tv_sec >= STABLE_S)
+            l->backoff_ms = BACKOFF_FIRST_MS;
+    }
     l->state = LINK_DOWN;
     evtimer_del(l->deadline);
     if (l->ac) {
@@ -222,10 +286,20 @@ static void link_fail(struct redis_link *l, const char *reason)
     }
     if (l->freeing)
         return;
+    if (quiet) {
+        struct timeval zero = {0, 0};
+        evtimer_add(l->retry, &zero);
+        return;
+    }
     struct timeval tv = ms_tv(l->backoff_ms);
     evtimer_add(l->retry, &tv);
     l->backoff_ms = l->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : l->backoff_ms * 2;
     l->state_fn(l->ctx, false, reason);
+}
+
+static void link_fail(struct redis_link *l, const char *reason)
+{
+    link_down(l, reason, false);
 }
 
 /* Arm the deadline timer for the oldest command in flight. */
@@ -236,7 +310,7 @@ static void arm_deadline(struct redis_link *l)
         return;
     }
     struct timeval now, left;
-    event_base_gettimeofday_cached(l->base, &now);
+    mono_now(&now);
     if (timercmp(&l->head->deadline, &now, >))
         timersub(&l->head->deadline, &now, &left);
     else
@@ -291,7 +365,7 @@ static int send_cmd(struct redis_link *l, int ms, redis_reply_fn *fn, void *arg,
     cmd->l = l;
     cmd->fn = fn;
     cmd->arg = arg;
-    event_base_gettimeofday_cached(l->base, &now);
+    mono_now(&now);
     timeradd(&now, &add, &cmd->deadline);
     if (redisAsyncCommandArgv(l->ac, on_reply, cmd, argc, argv, argvlen) != REDIS_OK) {
         free(cmd);
@@ -307,7 +381,7 @@ static int send_cmd(struct redis_link *l, int ms, redis_reply_fn *fn, void *arg,
     return 0;
 }
 
-/* A reply to AUTH, SELECT or PING. */
+/* A reply to AUTH or SELECT. */
 static void on_hello(void *arg, const redisReply *r)
 {
     struct redis_link *l = arg;
@@ -320,10 +394,25 @@ static void on_hello(void *arg, const redisReply *r)
         link_fail(l, reason);
         return;
     }
-    if (r->type == REDIS_REPLY_STATUS && strcasecmp(r->str, "PONG") == 0) {
+}
+
+/* The reply to PING, the handshake's last command: the link is up. */
+static void on_ping(void *arg, const redisReply *r)
+{
+    struct redis_link *l = arg;
+
+    if (r == NULL || l->state != LINK_CONNECTING)
+        return;
+    if (r->type == REDIS_REPLY_ERROR) {
+        char reason[300];
+        snprintf(reason, sizeof(reason), "%s", r->str);
+        link_fail(l, reason);
+    } else if (r->type == REDIS_REPLY_STATUS && strcasecmp(r->str, "PONG") == 0) {
         l->state = LINK_UP;
-        l->backoff_ms = BACKOFF_FIRST_MS;
+        mono_now(&l->up_since);
         l->state_fn(l->ctx, true, NULL);
+    } else {
+        link_fail(l, "unexpected reply to PING");
     }
 }
 
@@ -346,13 +435,17 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
     if (l == NULL || l->ac != ac)
         return;
     l->ac = NULL;
-    link_fail(l, ac->err ? ac->errstr : "the server closed the connection");
+    /* An idle link that Redis closed (its "timeout"): no outage. */
+    bool idle = l->state == LINK_UP && l->head == NULL && ac->err == REDIS_ERR_EOF;
+    link_down(l, ac->err ? ac->errstr : "the server closed the connection", idle);
 }
 
 static void link_connect(struct redis_link *l)
 {
+    /* The address resolved at start-up: hiredis would resolve a name with
+     * a blocking getaddrinfo() inside the loop. */
     redisAsyncContext *ac =
-        l->t.path[0] ? redisAsyncConnectUnix(l->t.path) : redisAsyncConnect(l->t.host, l->t.port);
+        l->t.path[0] ? redisAsyncConnectUnix(l->t.path) : redisAsyncConnect(l->t.addr, l->t.port);
 
     l->state = LINK_CONNECTING;
     if (ac == NULL) {
@@ -379,7 +472,7 @@ static void link_connect(struct redis_link *l)
     int n = handshake(&l->t, &o, db, sizeof(db), argv, argc);
     int ms = l->timeout_ms < HANDSHAKE_MIN_MS ? HANDSHAKE_MIN_MS : l->timeout_ms;
     for (int i = 0; i < n && l->state == LINK_CONNECTING; i++) {
-        if (send_cmd(l, ms, on_hello, l, argc[i], argv[i], NULL) < 0)
+        if (send_cmd(l, ms, i == n - 1 ? on_ping : on_hello, l, argc[i], argv[i], NULL) < 0)
             link_fail(l, "cannot send");
     }
 }

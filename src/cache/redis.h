@@ -4,13 +4,16 @@
  * redis_target_parse() reads what follows "redis:" in postscreen_cache_map:
  * "HOST:PORT[/DB]", "[IPV6]:PORT[/DB]", "HOST" (port 6379) or
  * "unix:/PATH"; the target's name ("redis:127.0.0.1:6379/0") is what log
- * lines show.
+ * lines show.  redis_target_resolve() turns a host name into an address,
+ * blocking, at start-up: the link never resolves (hiredis would block).
  *
  * redis_sync_open() connects with blocking calls (start-up, the control
  * tool): connect, AUTH, SELECT, PING, each within the timeout.  It returns
  * NULL with ERR; *REFUSED then tells a refusal by the server (a wrong
  * password, a bad database: a configuration error) from a server that
- * could not be reached.
+ * could not be reached (redis_refusal() tells which error replies refuse:
+ * NOAUTH, WRONGPASS, NOPERM, and any error to AUTH or SELECT; BUSY,
+ * LOADING, MASTERDOWN and the like only mean "not now").
  *
  * The link (redis_link_new()) runs on the event loop with hiredis's async
  * API and its libevent adapter; nothing blocks.  Every command has the
@@ -35,6 +38,7 @@
 
 struct redis_target {
     char host[256]; /* host name or address; "" for a UNIX socket */
+    char addr[64];  /* the address the link connects to (redis_target_resolve()) */
     int port;
     char path[256]; /* UNIX socket */
     int db;
@@ -48,6 +52,8 @@ struct redis_opts {
 };
 
 int redis_target_parse(const char *spec, struct redis_target *t, char *err, size_t errlen);
+int redis_target_resolve(struct redis_target *t, char *err, size_t errlen);
+bool redis_refusal(const char *command, const char *text);
 redisContext *redis_sync_open(const struct redis_target *t, const struct redis_opts *o,
                               bool *refused, char *err, size_t errlen);
 

@@ -25,6 +25,7 @@ struct ipstate {
     unsigned count;              /* connections held from this address */
     time_t stamps[TEST__COUNT];  /* test expiry times shared by its sessions */
     unsigned pass_new_count;     /* sessions that logged PASS NEW */
+    unsigned lookups;            /* sessions waiting for the allowlist's answer */
     struct ipstate *next;        /* hash chain */
 };
 

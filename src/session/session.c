@@ -122,7 +122,10 @@ static void session_free(struct session *s)
         event_free(s->ev);
     if (s->lookup)
         dnsbl_release(s->lookup, s);
-    cache_cancel(s->cache_req);
+    if (s->cache_req) {
+        cache_cancel(s->cache_req);
+        s->ip->lookups--;
+    }
     free(s->dnsbl_reply);
     if (s->fd >= 0)
         close_client(s->fd);
@@ -680,11 +683,15 @@ static void session_start(struct session *s)
         break;
     }
 
-    /* The temporary allowlist: only for a sole session with no failure. */
+    /* The temporary allowlist: only for a sole session with no failure (or
+     * one that came while the first still waits for Redis's answer, and so
+     * would find no stamps to share yet). */
     char rec[VERDICT_RECORD_MAX];
-    if (!verdict_any_fail(v) && s->ip->count == 1 && st->cache_enabled && srv->cache) {
+    if (!verdict_any_fail(v) && (s->ip->count == 1 || s->ip->lookups > 0) && st->cache_enabled &&
+        srv->cache) {
         switch (cache_lookup(srv->cache, s->key, rec, sizeof(rec), on_cache, s, &s->cache_req)) {
         case CACHE_PENDING:
+            s->ip->lookups++;
             return; /* on_cache() goes on */
         case CACHE_HIT:
             on_cache(s, true, rec);
@@ -707,7 +714,10 @@ static void on_cache(void *ctx, bool found, const char *rec)
     struct session *s = ctx;
     struct verdict *v = &s->v;
 
-    s->cache_req = NULL;
+    if (s->cache_req) {
+        s->cache_req = NULL;
+        s->ip->lookups--;
+    }
     if (!found) {
         verdict_new(v, s->ip->stamps, s->st->enabled);
     } else {

@@ -151,6 +151,10 @@ struct settings *settings_build(struct conf *cf, char *err, size_t errlen)
     co->redis_timeout_ms = (int)conf_num(cf, P_MXS_REDIS_TIMEOUT_MS);
     co->fallback_map =
         conf_bool(cf, P_MXS_CACHE_FALLBACK) ? conf_str(cf, P_MXS_CACHE_FALLBACK_MAP) : NULL;
+    if (strlen(co->redis_prefix) > 200) {
+        where_err(cf, P_MXS_REDIS_PREFIX, "longer than 200 characters", err, errlen);
+        goto fail;
+    }
     if (st->cache_enabled && cache_map_is_redis(conf_str(cf, P_PSC_CACHE_MAP)) &&
         co->fallback_map) {
         if (*co->fallback_map == '\0') {

@@ -296,6 +296,63 @@ def test_redis_killed_fallback_decides_then_catch_up(workdir, redis, mxes, backe
         straight_through(a, "127.0.22.4")
 
 
+# ---- 3b. Writes merge; parallel connections ----------------------------------
+
+
+def test_a_write_never_undoes_another_hosts_pass(workdir, redis, mxes, backend):
+    """Redis holds a record whose pregreet pass has expired but whose DNSBL
+    pass (from another host) lasts a year: this host tests the client
+    (pregreet is due), and its write keeps the other host's DNSBL pass
+    (each test's later expiry wins); the TTL comes from the merged record."""
+    r = redis()
+    now = int(time.time())
+    year = now + 365 * 86400
+    r.set("mxscreen:127.0.27.1", f"{now - 10};{year};1;1;1")
+    mx = mxes(workdir, params(workdir, backend, r.map, postscreen_greet_ttl="1h",
+                              postscreen_dnsbl_sites="",
+                              postscreen_cache_retention_time="2h"))
+    with mx:
+        connected(mx, r.name())
+        # Tested again (the teaser), and PASS OLD: the client is not new.
+        s = mx.connect(src="127.0.27.1")
+        port = s.getsockname()[1]
+        assert recv_line(s, timeout=5) == TEASER
+        mx.wait_for_log(rf"PASS OLD \[127\.0\.27\.1\]:{port}$", timeout=5)
+        s.close()
+        deadline = time.time() + 5
+        while time.time() < deadline:
+            f = fields(r.get("mxscreen:127.0.27.1"))
+            if f[0] > now:
+                break
+            time.sleep(0.05)
+        assert abs(f[0] - (now + 3600)) <= 3, f
+        assert f[1] == year, f  # the other host's pass is kept
+        # Only pregreet is enabled here: its expiry plus the retention time.
+        assert abs(r.ttl("mxscreen:127.0.27.1") - (3600 + 7200)) <= 5
+
+
+def test_parallel_connections_while_redis_answers_slowly(workdir, redis, mxes, backend):
+    """Two connections of a known client at once, while Redis takes 300 ms
+    to answer (within the deadline): neither is screened again."""
+    r = redis()
+    mx = mxes(workdir, params(workdir, backend, r.map, mxscreen_redis_timeout_ms="2000"))
+    with mx:
+        connected(mx, r.name())
+        screened(mx, "127.0.28.1")
+        r.wait_key("mxscreen:127.0.28.1")
+        # Only in Redis: the local copy must not be what answers.
+        ctl("-m", fallback_map(workdir, "mx"), "del", "127.0.28.1")
+        r.pause(300)
+        a = mx.connect(src="127.0.28.1")
+        b = mx.connect(src="127.0.28.1")
+        for s in (a, b):
+            port = s.getsockname()[1]
+            mx.wait_for_log(rf"PASS OLD \[127\.0\.28\.1\]:{port}$", timeout=5)
+            assert_held(s, 0.3)
+            s.close()
+        assert "unavailable" not in mx.log_text()
+
+
 # ---- 4. Redis slow -----------------------------------------------------------
 
 

@@ -251,6 +251,24 @@ static void test_redis_targets(void **state)
     assert_false(cache_map_is_redis("lmdb:/x"));
 }
 
+/* Which error replies at start-up mean "your settings are wrong". */
+static void test_redis_refusals(void **state)
+{
+    (void)state;
+    assert_true(redis_refusal("AUTH", "WRONGPASS invalid username-password pair"));
+    assert_true(redis_refusal("AUTH", "ERR AUTH <password> called without any password "
+                                      "configured for the default user"));
+    assert_true(redis_refusal("PING", "NOAUTH Authentication required."));
+    assert_true(redis_refusal("PING", "NOPERM this user has no permissions"));
+    assert_true(redis_refusal("SELECT", "ERR DB index is out of range"));
+    assert_false(redis_refusal("PING", "BUSY Redis is busy running a script."));
+    assert_false(redis_refusal("SELECT", "BUSY Redis is busy running a script."));
+    assert_false(redis_refusal("PING", "LOADING Redis is loading the dataset in memory"));
+    assert_false(redis_refusal("AUTH", "LOADING Redis is loading the dataset in memory"));
+    assert_false(redis_refusal("PING", "MASTERDOWN Link with MASTER is down"));
+    assert_false(redis_refusal("PING", "ERR something else"));
+}
+
 /* Redis's TTL: until the retention rule would drop the record. */
 struct ttl_case {
     const char *record;
@@ -340,6 +358,7 @@ int main(void)
         cmocka_unit_test(test_cleanup_many_in_steps),
         cmocka_unit_test(test_redis_targets),
         cmocka_unit_test(test_redis_ttl),
+        cmocka_unit_test(test_redis_refusals),
         cmocka_unit_test(test_marks_are_not_records),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
