@@ -23,6 +23,15 @@ def free_port(host="127.0.0.1"):
         return s.getsockname()[1]
 
 
+def read_text(path):
+    """A file's text, or "" while it does not exist."""
+    try:
+        with open(path, errors="replace") as f:
+            return f.read()
+    except FileNotFoundError:
+        return ""
+
+
 def run_mxscreen(args, timeout=10):
     """Run the binary to completion (for -n, -t and bad configurations)."""
     return subprocess.run([BIN] + args, capture_output=True, text=True, timeout=timeout)
@@ -55,9 +64,13 @@ class Mxscreen:
                 f.write(f"{k} = {v}\n")
         self.proc = None
 
+    def argv(self):
+        """The command that runs this instance (a subclass may wrap it)."""
+        return [BIN, "-c", self.cf_path]
+
     def start(self, timeout=10):
         self.err = open(self.err_path, "w")
-        self.proc = subprocess.Popen([BIN, "-c", self.cf_path], stdout=self.err,
+        self.proc = subprocess.Popen(self.argv(), stdout=self.err,
                                      stderr=self.err, stdin=subprocess.DEVNULL)
         deadline = time.time() + timeout
         while time.time() < deadline:
@@ -76,18 +89,10 @@ class Mxscreen:
         self.stop()
 
     def stderr_text(self):
-        try:
-            with open(self.err_path, errors="replace") as f:
-                return f.read()
-        except FileNotFoundError:
-            return ""
+        return read_text(self.err_path)
 
     def log_text(self):
-        try:
-            with open(self.log_path, errors="replace") as f:
-                return f.read()
-        except FileNotFoundError:
-            return ""
+        return read_text(self.log_path)
 
     def log_lines(self):
         """Log lines without the "Mon DD HH:MM:SS host tag[pid]: " prefix."""

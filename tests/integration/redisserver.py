@@ -20,7 +20,7 @@ import subprocess
 import threading
 import time
 
-from mxs import free_port
+from mxs import free_port, read_text
 
 CLONE_NEWNET = 0x40000000
 
@@ -299,18 +299,10 @@ class RedisServer:
         self.stop()
 
     def log_text(self):
-        try:
-            with open(self.log_path, errors="replace") as f:
-                return f.read()
-        except FileNotFoundError:
-            return ""
+        return read_text(self.log_path)
 
     def out_text(self):
-        try:
-            with open(self.out_path, errors="replace") as f:
-                return f.read()
-        except FileNotFoundError:
-            return ""
+        return read_text(self.out_path)
 
     # -- talking to it --
 

@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from mxs import BIN, Mxscreen, assert_held, free_port, recv_line
+from mxs import Mxscreen, assert_held, free_port, recv_line
 from redisserver import RedisServer, netns_socket
 
 TEASER = b"220-mxscreen.test ESMTP\r\n"
@@ -103,19 +103,8 @@ class NetnsMxscreen(Mxscreen):
         self.addr = addr
         self.client_ns = client_ns
 
-    def start(self, timeout=10):
-        self.err = open(self.err_path, "w")
-        self.proc = subprocess.Popen(["ip", "netns", "exec", self.ns, BIN, "-c", self.cf_path],
-                                     stdout=self.err, stderr=self.err, stdin=subprocess.DEVNULL)
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"mxscreen in {self.ns} exited {self.proc.returncode}: "
-                                   f"{self.stderr_text()} {self.log_text()}")
-            if "starting mxscreen" in self.log_text():
-                return self
-            time.sleep(0.02)
-        raise RuntimeError(f"mxscreen in {self.ns} did not start: " + self.log_text())
+    def argv(self):
+        return ["ip", "netns", "exec", self.ns] + super().argv()
 
     def connect(self, src=CLIENT, timeout=10):
         s = netns_socket(self.client_ns)
