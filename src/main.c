@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <grp.h>
+#include <netinet/in.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
@@ -48,6 +49,8 @@
 
 struct listener {
     int fd;
+    struct sockaddr_storage local; /* the address it is bound to, unless a wildcard */
+    socklen_t locallen;            /* 0: a wildcard, ask each connection */
     struct event *ev;
     struct event *pause; /* re-enables accept after a descriptor shortage */
 };
@@ -98,9 +101,12 @@ static void on_accept(evutil_socket_t fd, short what, void *arg)
 
     (void)what;
     for (int i = 0; i < ACCEPT_BURST; i++) {
-        int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        struct sockaddr_storage peer;
+        socklen_t plen = sizeof(peer);
+        int cfd = accept4(fd, (struct sockaddr *)&peer, &plen, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (cfd >= 0) {
-            session_accept(&server, cfd);
+            session_accept(&server, cfd, (struct sockaddr *)&peer, plen,
+                           l->locallen ? (struct sockaddr *)&l->local : NULL, l->locallen);
             continue;
         }
         if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
@@ -109,6 +115,21 @@ static void on_accept(evutil_socket_t fd, short what, void *arg)
             msg_warn("accept: %m");
         return;
     }
+}
+
+static struct event *log_ev; /* flushes the log buffer at the end of a round */
+
+static void on_log_flush(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    log_flush();
+}
+
+static void log_wake(void)
+{
+    event_active(log_ev, EV_TIMEOUT, 1);
 }
 
 /* Last session gone while stopping: exit. */
@@ -176,6 +197,18 @@ static void open_log(const struct conf *cf)
 }
 
 /* Bind every address of mxscreen_listen. */
+/* Is SA the any-address (the local address differs per connection)? */
+static bool wildcard(const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET)
+        return ((const struct sockaddr_in *)sa)->sin_addr.s_addr == htonl(INADDR_ANY);
+    if (sa->sa_family == AF_INET6) {
+        const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+        return IN6_IS_ADDR_UNSPECIFIED(a) || IN6_IS_ADDR_V4MAPPED(a);
+    }
+    return true;
+}
+
 static void open_listeners(const struct conf *cf)
 {
     const char *cursor = conf_str(cf, P_MXS_LISTEN), *s;
@@ -191,7 +224,12 @@ static void open_listeners(const struct conf *cf)
         int fd = listen_open(one, err, sizeof(err));
         if (fd < 0)
             msg_fatal("%s: parameter mxscreen_listen: %s", where, err);
-        listeners[nlisteners++].fd = fd;
+        struct listener *l = &listeners[nlisteners++];
+        l->fd = fd;
+        l->locallen = sizeof(l->local);
+        if (getsockname(fd, (struct sockaddr *)&l->local, &l->locallen) < 0 ||
+            wildcard((struct sockaddr *)&l->local))
+            l->locallen = 0;
         free(one);
     }
     if (nlisteners == 0)
@@ -280,10 +318,16 @@ int main(int argc, char **argv)
 
     struct event_config *ecfg = event_config_new();
     event_config_require_features(ecfg, EV_FEATURE_ET);
+    /* Changes to a descriptor's events within one loop iteration reach
+     * epoll_ctl() once, merged (mxscreen never dup()s a descriptor it
+     * watches, the changelist's one hazard). */
+    event_config_set_flag(ecfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
     server.base = event_base_new_with_config(ecfg);
     event_config_free(ecfg);
     if (server.base == NULL)
         msg_fatal("cannot create the event loop (edge-triggered events are required)");
+    log_ev = event_new(server.base, -1, 0, on_log_flush, NULL);
+    log_set_buffered(log_wake);
     server.st = st;
     server.ips = iptab_new();
     server.cache = cache;
@@ -318,6 +362,8 @@ int main(int argc, char **argv)
              st->backend_name);
     event_base_dispatch(server.base);
 
+    log_set_buffered(NULL); /* flushes; what follows is written at once */
+    event_free(log_ev);
     msg_info("stopped");
     for (size_t i = 0; i < nlisteners; i++) {
         event_free(listeners[i].ev);

@@ -15,6 +15,40 @@
 /* The most one splice call moves: the default pipe capacity. */
 #define RELAY_CHUNK 65536
 
+/* Empty pipes kept for the next relays: two pipe2() and four close()
+ * calls less per relayed session. */
+#define POOL_MAX 64 /* 128 descriptors at most */
+
+static int pool[POOL_MAX][2];
+static size_t npool;
+
+/* An empty pipe, from the pool or new; -1 when out of descriptors. */
+static int pipe_get(int p[2])
+{
+    if (npool > 0) {
+        npool--;
+        p[0] = pool[npool][0];
+        p[1] = pool[npool][1];
+        return 0;
+    }
+    return pipe2(p, O_NONBLOCK | O_CLOEXEC);
+}
+
+/* Done with pipe P, which held PENDING bytes: keep it if empty. */
+static void pipe_put(int p[2], size_t pending)
+{
+    if (p[0] < 0)
+        return;
+    if (pending == 0 && npool < POOL_MAX) {
+        pool[npool][0] = p[0];
+        pool[npool][1] = p[1];
+        npool++;
+        return;
+    }
+    close(p[0]);
+    close(p[1]);
+}
+
 struct relay;
 
 struct dir {
@@ -46,8 +80,7 @@ static void relay_end(struct relay *r, enum relay_end why)
     for (int i = 0; i < 2; i++) {
         event_free(r->d[i].rd);
         event_free(r->d[i].wr);
-        close(r->d[i].pipe[0]);
-        close(r->d[i].pipe[1]);
+        pipe_put(r->d[i].pipe, r->d[i].pending);
     }
     event_free(r->timer);
     close(r->a);
@@ -211,12 +244,10 @@ struct relay *relay_start(struct event_base *base, int a, int b, time_t idle, re
     }
     for (int i = 0; i < 2; i++) {
         struct dir *d = &r->d[i];
-        if (pipe2(d->pipe, O_NONBLOCK | O_CLOEXEC) < 0) {
+        if (pipe_get(d->pipe) < 0) {
             msg_warn("relay: pipe: %m");
             for (int k = 0; k < 2; k++)
-                for (int j = 0; j < 2; j++)
-                    if (r->d[k].pipe[j] >= 0)
-                        close(r->d[k].pipe[j]);
+                pipe_put(r->d[k].pipe, 0);
             close(a);
             close(b);
             free(r);

@@ -24,6 +24,12 @@ static enum log_target log_target = LOG_TARGET_STDERR;
 static char log_tag[128] = "mxscreen";
 static char log_host[256] = "localhost";
 static int log_fd = 2;
+static long log_pid;           /* getpid(), once: mxscreen never forks */
+static time_t log_stamp_time;  /* the second log_stamp[] shows */
+static char log_stamp[32];     /* "Mon DD HH:MM:SS " */
+static void (*log_wake)(void); /* NULL: every line is written at once */
+static char log_buf[65536];    /* lines waiting for log_flush() */
+static size_t log_len;
 
 static const struct {
     const char *name;
@@ -77,8 +83,32 @@ int log_open(enum log_target target, const char *tag, const char *host, const ch
 }
 
 /* Go back to stderr (used at exit and by tests). */
+/* Write what waits in the buffer. */
+void log_flush(void)
+{
+    size_t off = 0;
+
+    while (off < log_len) {
+        ssize_t w = write(log_fd, log_buf + off, log_len - off);
+        if (w <= 0)
+            break; /* best effort: a log that cannot be written must not stop the service */
+        off += (size_t)w;
+    }
+    log_len = 0;
+}
+
+/* Buffer lines from now on; WAKE is called when the buffer stops being
+ * empty, so that the owner calls log_flush() soon (NULL: unbuffered). */
+void log_set_buffered(void (*wake)(void))
+{
+    log_flush();
+    log_wake = wake;
+}
+
 void log_close(void)
 {
+    log_flush();
+    log_wake = NULL;
     if (log_target == LOG_TARGET_SYSLOG)
         closelog();
     if (log_fd > 2)
@@ -102,20 +132,35 @@ static void log_vline(int prio, const char *prefix, const char *fmt, va_list ap)
         return;
     }
     time_t now = time(NULL);
-    struct tm tm;
-    localtime_r(&now, &tm);
-    n = strftime(line, sizeof(line), "%b %d %H:%M:%S ", &tm);
-    int r = snprintf(line + n, sizeof(line) - n, "%s %s[%ld]: %s", log_host, log_tag,
-                     (long)getpid(), prefix);
+    if (now != log_stamp_time || log_stamp[0] == '\0') {
+        struct tm tm;
+        localtime_r(&now, &tm);
+        strftime(log_stamp, sizeof(log_stamp), "%b %d %H:%M:%S ", &tm);
+        log_stamp_time = now;
+    }
+    if (log_pid == 0)
+        log_pid = (long)getpid();
+    int r = snprintf(line, sizeof(line), "%s%s %s[%ld]: %s", log_stamp, log_host, log_tag, log_pid,
+                     prefix);
     if (r > 0)
-        n += (size_t)r < sizeof(line) - n ? (size_t)r : sizeof(line) - n - 1;
+        n = (size_t)r < sizeof(line) ? (size_t)r : sizeof(line) - 1;
     r = vsnprintf(line + n, sizeof(line) - n, fmt, ap);
     if (r > 0)
         n += (size_t)r < sizeof(line) - n ? (size_t)r : sizeof(line) - n - 1;
     line[n++] = '\n';
-    /* Best effort: a log that cannot be written must not stop the service. */
-    ssize_t w = write(log_fd, line, n);
-    (void)w;
+    if (log_wake && prio >= LOG_INFO) {
+        if (log_len + n > sizeof(log_buf))
+            log_flush();
+        if (log_len == 0)
+            log_wake();
+        memcpy(log_buf + log_len, line, n);
+        log_len += n;
+    } else {
+        /* Warnings and worse, and lines before the loop runs: at once. */
+        log_flush();
+        ssize_t w = write(log_fd, line, n);
+        (void)w;
+    }
     errno = saved;
 }
 

@@ -15,6 +15,12 @@
  * limit and C-escapes it the way Postfix's escape() does.
  *
  * Until log_open() succeeds, lines go to stderr with the tag "mxscreen".
+ *
+ * log_set_buffered(WAKE) makes informational lines wait in a buffer, to be
+ * written together by log_flush(): WAKE is called when the buffer stops
+ * being empty (the daemon makes it flush at the end of the event loop's
+ * current round), so that a busy loop writes its lines in one system call.
+ * Warnings and worse flush and are written at once; so does log_close().
  */
 #ifndef MXS_LOG_H
 #define MXS_LOG_H
@@ -36,6 +42,8 @@ enum log_target {
 int log_open(enum log_target target, const char *tag, const char *host, const char *path,
              const char *facility, char *err, size_t errlen);
 void log_close(void);
+void log_flush(void);
+void log_set_buffered(void (*wake)(void));
 
 void msg_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void msg_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -837,8 +837,9 @@ static void on_upstream(evutil_socket_t fd, short what, void *arg)
     session_start(s);
 }
 
-/* Take a freshly accepted, non-blocking client socket. */
-void session_accept(struct server *srv, int fd)
+/* Take a freshly accepted, non-blocking client socket; see session.h. */
+void session_accept(struct server *srv, int fd, const struct sockaddr *peer, socklen_t peerlen,
+                    const struct sockaddr *local, socklen_t locallen)
 {
     struct session *s = xcalloc(1, sizeof(*s));
     struct sockaddr_storage ss;
@@ -848,15 +849,18 @@ void session_accept(struct server *srv, int fd)
     s->st = settings_ref(srv->st);
     s->fd = fd;
     srv->sessions++;
-    if (getpeername(fd, (struct sockaddr *)&ss, &len) < 0 ||
-        endpoint_set(&s->client, (struct sockaddr *)&ss, len) < 0) {
-        msg_warn("getpeername: %m -- dropping this connection");
+    if (endpoint_set(&s->client, peer, peerlen) < 0) {
+        msg_warn("accept: unexpected peer address -- dropping this connection");
         upstream_fail(s);
         return;
     }
-    len = sizeof(ss);
-    if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0 ||
-        endpoint_set(&s->server, (struct sockaddr *)&ss, len) < 0) {
+    if (local == NULL) {
+        local = (struct sockaddr *)&ss;
+        if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
+            len = 0;
+        locallen = len;
+    }
+    if (locallen == 0 || endpoint_set(&s->server, local, locallen) < 0) {
         msg_warn("getsockname: %m -- dropping this connection");
         upstream_fail(s);
         return;

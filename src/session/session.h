@@ -1,7 +1,9 @@
 /*
  * session - one client connection, from accept to hand-off or goodbye
  *
- * session_accept() takes a freshly accepted, non-blocking socket and runs
+ * session_accept() takes a freshly accepted, non-blocking socket (with the
+ * peer's address from accept(), and the local one when the listener's own
+ * address says it, else NULL: it is asked for) and runs
  * postscreen's connection flow (spec §1.2): the upstream PROXY header when
  * configured, the CONNECT line, the stress check, the per-client
  * connection limit, the hand-off queue limit, the permanent access list,
@@ -24,6 +26,7 @@
 #include <event2/event.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/socket.h>
 
 #include "cache/cache.h"
 #include "session/ipstate.h"
@@ -46,6 +49,7 @@ struct server {
     void (*on_idle)(struct server *srv); /* called when sessions drops to 0 */
 };
 
-void session_accept(struct server *srv, int fd);
+void session_accept(struct server *srv, int fd, const struct sockaddr *peer, socklen_t peerlen,
+                    const struct sockaddr *local, socklen_t locallen);
 
 #endif
