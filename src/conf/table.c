@@ -940,8 +940,10 @@ const char *table_lookup(const struct table *t, const char *key)
         return NULL;
     case TABLE_CIDR: {
         struct endpoint ep;
+        struct sockaddr_storage ss;
+        socklen_t len;
         memset(&ep, 0, sizeof(ep));
-        if (!addr_parse(key, &ep.sa, &ep.salen))
+        if (!addr_parse(key, &ss, &len) || endpoint_set(&ep, (struct sockaddr *)&ss, len) < 0)
             return NULL;
         return table_lookup_addr(t, &ep);
     }

@@ -28,8 +28,16 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
+/* An IPv4 or IPv6 socket address, no bigger than it must be (a session
+ * holds two); ss_family aliases sin_family and sin6_family. */
+union endpoint_sa {
+    sa_family_t ss_family;
+    struct sockaddr_in sin;
+    struct sockaddr_in6 sin6;
+};
+
 struct endpoint {
-    struct sockaddr_storage sa;  /* address, IPv4-mapped rewritten to IPv4 */
+    union endpoint_sa sa;        /* address, IPv4-mapped rewritten to IPv4 */
     socklen_t salen;             /* length of sa */
     char addr[INET6_ADDRSTRLEN]; /* printable address, no brackets */
     char port[8];                /* printable port */

@@ -10,6 +10,7 @@
  * ENGINE_CLOSED, or when the hand-off reports HANDOFF_ENDED.
  */
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,34 +40,102 @@ enum sstate {
 };
 
 struct session {
-    struct server *srv;          /* shared state */
-    struct settings *st;         /* settings this session started with (a reference) */
-    enum sstate state;           /* where the session is */
-    int fd;                      /* client socket; -1 once handed over */
-    struct endpoint client;      /* real client endpoint */
-    struct endpoint server;      /* real server endpoint */
-    char key[ENDPOINT_KEY_MAX];  /* the client as the allowlist and limits count it */
-    struct ipstate *ip;          /* per-address record, once CONNECT is logged */
-    struct event *ev;            /* SS_UPSTREAM read and time limit */
-    struct handoff *ho;          /* SS_HANDOFF and SS_RELAY */
-    struct engine *eng;          /* SS_ENGINE */
-    struct verdict v;            /* tests due, passed and failed */
-    bool teaser_sent;            /* the "220-" teaser went out (pregreet test) */
-    struct timeval deadline;     /* SS_UPSTREAM: end of the time limit */
-    struct timeval phase;        /* SS_EARLY: when the teaser went out */
-    time_t greet_wait;           /* SS_EARLY: postscreen_greet_wait, as stressed then */
-    bool pregreet_done;          /* SS_EARLY: the pregreet test has its answer */
-    struct dnsbl_lookup *lookup; /* SS_EARLY: the DNSBL lookup, until its score is taken */
-    bool dnsbl_taken;            /* the DNSBL score is taken (complete or partial) */
-    int dnsbl_total;             /* ...the score */
+    struct server *srv;            /* shared state */
+    struct settings *st;           /* settings this session started with (a reference) */
+    enum sstate state;             /* where the session is */
+    int fd;                        /* client socket; -1 once handed over */
+    struct endpoint client;        /* real client endpoint */
+    const struct endpoint *server; /* real server endpoint (shared, see local_endpoint()) */
+    struct ipstate *ip;            /* per-address record, once CONNECT is logged; its addr is
+                                      the client as the allowlist and limits count it */
+    struct event *ev;              /* SS_UPSTREAM read and time limit */
+    struct handoff *ho;            /* SS_HANDOFF and SS_RELAY */
+    struct engine *eng;            /* SS_ENGINE */
+    struct verdict v;              /* tests due, passed and failed */
+    union {
+        struct timeval deadline; /* SS_UPSTREAM: end of the time limit */
+        struct timeval phase;    /* SS_EARLY: when the teaser went out */
+    };
+    int greet_wait;              /* SS_EARLY: postscreen_greet_wait, as stressed then */
+    int dnsbl_total;             /* the DNSBL score, once taken */
     int dnsbl_ttl;               /* ...its clamped TTL */
-    const char *dnsbl_name;      /* ...the list named in replies */
-    char *dnsbl_reply;           /* the DNSBL reject text (rcpt or final reply) */
+    bool dnsbl_taken;            /* the DNSBL score is taken (complete or partial) */
+    bool teaser_sent;            /* the "220-" teaser went out (pregreet test) */
+    bool pregreet_done;          /* SS_EARLY: the pregreet test has its answer */
     bool in_check;               /* counted in srv->check_queue */
     bool in_post;                /* counted in srv->post_queue */
     bool replayed;               /* concluded at a replay: PASS and cache done */
+    struct dnsbl_lookup *lookup; /* SS_EARLY: the DNSBL lookup, until its score is taken */
+    const char *dnsbl_name;      /* ...the list named in replies */
+    char *dnsbl_reply;           /* the DNSBL reject text (rcpt or final reply) */
     struct cache_req *cache_req; /* the allowlist lookup Redis has not answered yet */
 };
+
+/*
+ * The server side of connections, shared: a host has few local addresses
+ * and ports (an upstream proxy few destinations), so sessions hold a
+ * reference to one copy each rather than a copy each (88 bytes less per
+ * session).  An entry goes when its last session does.
+ */
+struct local_ep {
+    struct local_ep *next;
+    unsigned refs;
+    socklen_t rawlen; /* the address as accept() or the PROXY header gave it */
+    struct sockaddr_in6 raw;
+    struct endpoint ep;
+};
+
+#define LOCAL_EP_SLOTS 64
+static struct local_ep *local_eps[LOCAL_EP_SLOTS];
+
+static size_t local_slot(const struct sockaddr *sa, socklen_t len)
+{
+    const unsigned char *p = (const unsigned char *)sa;
+    size_t h = 2166136261u;
+
+    for (socklen_t i = 0; i < len; i++)
+        h = (h ^ p[i]) * 16777619u;
+    return h % LOCAL_EP_SLOTS;
+}
+
+/* A reference to the shared endpoint for SA; NULL when SA is not IPv4 or IPv6. */
+static const struct endpoint *local_endpoint(const struct sockaddr *sa, socklen_t len)
+{
+    if (len > (socklen_t)sizeof(struct sockaddr_in6))
+        return NULL;
+    size_t slot = local_slot(sa, len);
+    for (struct local_ep *l = local_eps[slot]; l; l = l->next)
+        if (l->rawlen == len && memcmp(&l->raw, sa, len) == 0) {
+            l->refs++;
+            return &l->ep;
+        }
+    struct local_ep *l = xcalloc(1, sizeof(*l));
+    if (endpoint_set(&l->ep, sa, len) < 0) {
+        free(l);
+        return NULL;
+    }
+    memcpy(&l->raw, sa, len);
+    l->rawlen = len;
+    l->refs = 1;
+    l->next = local_eps[slot];
+    local_eps[slot] = l;
+    return &l->ep;
+}
+
+static void local_release(const struct endpoint *ep)
+{
+    struct local_ep *l = (struct local_ep *)((char *)ep - offsetof(struct local_ep, ep));
+
+    if (--l->refs > 0)
+        return;
+    for (struct local_ep **pp = &local_eps[local_slot((struct sockaddr *)&l->raw, l->rawlen)]; *pp;
+         pp = &(*pp)->next)
+        if (*pp == l) {
+            *pp = l->next;
+            break;
+        }
+    free(l);
+}
 
 /* Send a reply, best effort: the socket is fresh and the reply small. */
 static void reply_raw(struct session *s, const char *text, size_t len)
@@ -137,6 +206,8 @@ static void session_free(struct session *s)
         srv->relays--;
     if (s->ip)
         ipstate_release(srv->ips, s->ip);
+    if (s->server)
+        local_release(s->server);
     settings_unref(s->st);
     free(s);
     if (--srv->sessions == 0 && srv->on_idle)
@@ -208,7 +279,7 @@ static void hand_off(struct session *s)
     s->state = SS_HANDOFF;
     s->srv->post_queue++;
     s->in_post = true;
-    s->ho = handoff_start(s->srv->base, s->st, s->fd, &s->client, &s->server, on_handoff, s);
+    s->ho = handoff_start(s->srv->base, s->st, s->fd, &s->client, s->server, on_handoff, s);
 }
 
 /* The verdict words in postscreen's respectful or legacy form. */
@@ -245,7 +316,7 @@ static void log_verdict(struct session *s)
     if (v->pass && s->st->cache_enabled && s->srv->cache) {
         char rec[VERDICT_RECORD_MAX];
         verdict_format(rec, sizeof(rec), s->ip->stamps, s->st->enabled);
-        cache_put(s->srv->cache, s->key, rec);
+        cache_put(s->srv->cache, s->ip->addr, rec);
     }
 }
 
@@ -322,7 +393,7 @@ static void on_engine(void *ctx, enum engine_event ev)
         s->replayed = true;
         s->srv->post_queue++;
         s->in_post = true;
-        s->ho = handoff_replay(s->srv->base, s->st, &s->client, &s->server, &hr,
+        s->ho = handoff_replay(s->srv->base, s->st, &s->client, s->server, &hr,
                                &s->srv->backend_caps, on_replay, s);
         return;
     }
@@ -587,7 +658,8 @@ static void early_start(struct session *s)
 
     s->state = SS_EARLY;
     gettimeofday(&s->phase, NULL);
-    s->greet_wait = (time_t)conf_num_stress(s->st->cf, P_PSC_GREET_WAIT, s->srv->stress);
+    long long gw = conf_num_stress(s->st->cf, P_PSC_GREET_WAIT, s->srv->stress);
+    s->greet_wait = gw > INT_MAX ? INT_MAX : (int)gw;
     tv.tv_sec = s->greet_wait;
     tv.tv_usec = 0;
     if (v->todo & TEST_BIT(TEST_PREGREET)) {
@@ -631,11 +703,12 @@ static void session_start(struct session *s)
     struct verdict *v = &s->v;
     time_t now = time(NULL);
 
-    msg_info("CONNECT from [%s]:%s to [%s]:%s", s->client.addr, s->client.port, s->server.addr,
-             s->server.port);
+    msg_info("CONNECT from [%s]:%s to [%s]:%s", s->client.addr, s->client.port, s->server->addr,
+             s->server->port);
     /* The address, or its network with prefix aggregation. */
-    endpoint_key(&s->client, st->v4prefix, st->v6prefix, s->key, sizeof(s->key));
-    s->ip = ipstate_hold(srv->ips, s->key);
+    char key[ENDPOINT_KEY_MAX];
+    endpoint_key(&s->client, st->v4prefix, st->v6prefix, key, sizeof(key));
+    s->ip = ipstate_hold(srv->ips, key);
     srv->check_queue++;
     s->in_check = true;
     verdict_init(v);
@@ -689,7 +762,8 @@ static void session_start(struct session *s)
     char rec[VERDICT_RECORD_MAX];
     if (!verdict_any_fail(v) && (s->ip->count == 1 || s->ip->lookups > 0) && st->cache_enabled &&
         srv->cache) {
-        switch (cache_lookup(srv->cache, s->key, rec, sizeof(rec), on_cache, s, &s->cache_req)) {
+        switch (
+            cache_lookup(srv->cache, s->ip->addr, rec, sizeof(rec), on_cache, s, &s->cache_req)) {
         case CACHE_PENDING:
             s->ip->lookups++;
             return; /* on_cache() goes on */
@@ -740,7 +814,7 @@ static void screen(struct session *s)
     struct verdict *v = &s->v;
 
     /* No allowlisting through a backup MX address; fail closed. */
-    if (!addrlist_match(st->allow_ifaces, &s->server)) {
+    if (!addrlist_match(st->allow_ifaces, s->server)) {
         v->other_fail = true;
         v->noforward = true;
         msg_info("%s [%s]:%s", word(s, "ALLOWLIST VETO", "WHITELIST VETO"), s->client.addr,
@@ -831,8 +905,16 @@ static void on_upstream(evutil_socket_t fd, short what, void *arg)
     event_free(s->ev);
     s->ev = NULL;
     if (!r.local) {
-        endpoint_set(&s->client, (struct sockaddr *)&r.src, r.srclen);
-        endpoint_set(&s->server, (struct sockaddr *)&r.dst, r.dstlen);
+        const struct endpoint *server = local_endpoint((struct sockaddr *)&r.dst, r.dstlen);
+        if (server == NULL || endpoint_set(&s->client, (struct sockaddr *)&r.src, r.srclen) < 0) {
+            if (server)
+                local_release(server);
+            msg_warn("haproxy read: unusable endpoints");
+            upstream_fail(s);
+            return;
+        }
+        local_release(s->server);
+        s->server = server;
     }
     session_start(s);
 }
@@ -860,7 +942,7 @@ void session_accept(struct server *srv, int fd, const struct sockaddr *peer, soc
             len = 0;
         locallen = len;
     }
-    if (locallen == 0 || endpoint_set(&s->server, local, locallen) < 0) {
+    if (locallen == 0 || (s->server = local_endpoint(local, locallen)) == NULL) {
         msg_warn("getsockname: %m -- dropping this connection");
         upstream_fail(s);
         return;
