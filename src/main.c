@@ -221,7 +221,7 @@ static void open_listeners(const struct conf *cf)
         if (nlisteners == MAX_LISTENERS)
             msg_fatal("%s: parameter mxscreen_listen: more than %d addresses", where,
                       MAX_LISTENERS);
-        int fd = listen_open(one, err, sizeof(err));
+        int fd = listen_open(one, conf_bool(cf, P_MXS_REUSEPORT), err, sizeof(err));
         if (fd < 0)
             msg_fatal("%s: parameter mxscreen_listen: %s", where, err);
         struct listener *l = &listeners[nlisteners++];

@@ -168,6 +168,7 @@ enum {
     X(MXS_REDIS_TIMEOUT_MS, "mxscreen_redis_timeout_ms", CT_INT, "200", 1, 60000, 0, 0, 0) \
     X(MXS_CACHE_FALLBACK, "mxscreen_cache_fallback", CT_BOOL, "yes", 0, 0, 0, 0, 0) \
     X(MXS_CACHE_FALLBACK_MAP, "mxscreen_cache_fallback_map", CT_STR, "lmdb:$data_directory/mxscreen_fallback_cache", 0, 0, 0, 0, 0) \
+    X(MXS_REUSEPORT, "mxscreen_reuseport", CT_BOOL, "no", 0, 0, 0, 0, 0) \
     X(MXS_STATS_LISTEN, "mxscreen_stats_listen", CT_STR, "", 0, 0, 0, 0, 0) \
     X(MXS_LOG_TARGET, "mxscreen_log_target", CT_ENUM, "stderr", 0, 0, 0, "stderr|syslog", 0)
 /* clang-format on */

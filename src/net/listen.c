@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -16,7 +17,7 @@
 
 /* Bind and listen on SA; the socket or -1 with ERR filled in. */
 static int open_one(const char *text, const struct sockaddr *sa, socklen_t len, int v6only,
-                    char *err, size_t errlen)
+                    bool reuseport, char *err, size_t errlen)
 {
     int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     int on = 1;
@@ -28,6 +29,8 @@ static int open_one(const char *text, const struct sockaddr *sa, socklen_t len, 
         return -1;
     }
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+    if (reuseport)
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on));
     if (sa->sa_family == AF_INET6)
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof(v6only));
     if (bind(fd, sa, len) < 0 || listen(fd, LISTEN_BACKLOG) < 0) {
@@ -41,7 +44,7 @@ static int open_one(const char *text, const struct sockaddr *sa, socklen_t len, 
 }
 
 /* Open a listener for one mxscreen_listen entry. */
-int listen_open(const char *text, char *err, size_t errlen)
+int listen_open(const char *text, bool reuseport, char *err, size_t errlen)
 {
     struct hostport hp;
 
@@ -52,8 +55,8 @@ int listen_open(const char *text, char *err, size_t errlen)
         return -1;
     }
     if (!hp.wildcard)
-        return open_one(text, (struct sockaddr *)&hp.sa, hp.salen, 1, err, errlen);
-    int fd = open_one(text, (struct sockaddr *)&hp.sa, hp.salen, 0, err, errlen);
+        return open_one(text, (struct sockaddr *)&hp.sa, hp.salen, 1, reuseport, err, errlen);
+    int fd = open_one(text, (struct sockaddr *)&hp.sa, hp.salen, 0, reuseport, err, errlen);
     if (fd >= 0 || (errno != EAFNOSUPPORT && errno != EADDRNOTAVAIL))
         return fd;
     /* No IPv6 on this host: IPv4 only. */
@@ -61,5 +64,5 @@ int listen_open(const char *text, char *err, size_t errlen)
     s4.sin_family = AF_INET;
     s4.sin_addr.s_addr = htonl(INADDR_ANY);
     s4.sin_port = ((struct sockaddr_in6 *)&hp.sa)->sin6_port;
-    return open_one(text, (struct sockaddr *)&s4, sizeof(s4), 0, err, errlen);
+    return open_one(text, (struct sockaddr *)&s4, sizeof(s4), 0, reuseport, err, errlen);
 }
