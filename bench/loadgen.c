@@ -11,8 +11,11 @@
  *   pregreet  send "EHLO" at once, before any greeting (a bot), then read
  *             until the server closes
  *   hold      connect CONCURRENCY clients and keep them open, reading
- *             whatever comes, for -d seconds (-w: open at most one every MS
- *             milliseconds... 0 = as fast as possible)
+ *             whatever comes, for -d seconds
+ *
+ * -w MS paces the connections (any mode): the Nth opens no earlier than
+ * (N-1) * MS milliseconds after the start; MS may be a fraction (0.5:
+ * 2,000 a second); 0, the default, opens them as fast as possible.
  *
  * Connections come from SOURCES addresses of 127.0.0.0/8, starting at
  * FIRST_SOURCE (default 127.1.0.1), one after the other.  The run stops
@@ -255,7 +258,8 @@ static uint64_t pct(const uint64_t *v, size_t n, double p)
 int main(int argc, char **argv)
 {
     const char *t = NULL, *m = NULL;
-    long total = 0, conc = 10, wait_ms = 0;
+    long total = 0, conc = 10;
+    double wait_ms = 0;
     double duration = 30;
     int opt;
 
@@ -287,7 +291,7 @@ int main(int argc, char **argv)
             break;
         }
         case 'w':
-            wait_ms = atol(optarg);
+            wait_ms = atof(optarg);
             break;
         default:
             goto usage;
@@ -323,7 +327,8 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     ep = epoll_create1(0);
 
-    uint64_t t0 = now_ns(), end = t0 + (uint64_t)(duration * 1e9), last_open = 0;
+    uint64_t t0 = now_ns(), end = t0 + (uint64_t)(duration * 1e9);
+    uint64_t wait_ns = (uint64_t)(wait_ms * 1e6);
     size_t peak = 0;
     struct epoll_event evs[512];
     for (;;) {
@@ -336,9 +341,10 @@ int main(int argc, char **argv)
         while ((long)open_now < conc && (total == 0 || (long)started < total)) {
             if (mode == M_HOLD && (long)started >= conc)
                 break;
-            if (wait_ms > 0 && now - last_open < (uint64_t)wait_ms * 1000000u)
+            /* -w: the Nth connection opens no earlier than (N-1) * MS after
+             * the start; those that are due open together. */
+            if (wait_ns > 0 && (uint64_t)started > (now - t0) / wait_ns)
                 break;
-            last_open = now;
             if (start_one() < 0) {
                 errors++;
                 break;
@@ -346,7 +352,7 @@ int main(int argc, char **argv)
         }
         if (open_now > peak)
             peak = open_now;
-        int n = epoll_wait(ep, evs, 512, wait_ms > 0 ? (int)wait_ms : 50);
+        int n = epoll_wait(ep, evs, 512, wait_ns > 0 ? (wait_ms < 1 ? 1 : (int)wait_ms) : 50);
         for (int i = 0; i < n; i++)
             on_event(evs[i].data.ptr, evs[i].events);
     }

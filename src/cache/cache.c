@@ -38,7 +38,9 @@ struct cache {
     struct entry **slots; /* in memory: hash chains */
     size_t nslots;
     size_t count;
-    time_t last_warning; /* rate limit for error warnings */
+    time_t last_warning;   /* rate limit for error warnings */
+    struct event *sync_ev; /* LMDB: writes reach the disk at most a second later */
+    MDB_txn *rtxn;         /* LMDB: the read transaction of lookups, kept reset */
     /* cleanup */
     struct event *timer;
     time_t interval, retention;
@@ -114,7 +116,7 @@ static int open_lmdb(struct cache *c, const char *path, char *err, size_t errlen
 
     if ((rc = mdb_env_create(&c->env)) != 0 ||
         (rc = mdb_env_set_mapsize(c->env, CACHE_MAP_SIZE)) != 0 ||
-        (rc = mdb_env_open(c->env, path, MDB_NOSUBDIR | MDB_NOMETASYNC, 0600)) != 0) {
+        (rc = mdb_env_open(c->env, path, MDB_NOSUBDIR | MDB_NOSYNC, 0600)) != 0) {
         snprintf(err, errlen, "%s", mdb_strerror(rc));
         goto fail;
     }
@@ -368,8 +370,14 @@ void cache_free(struct cache *c)
     free(c->prefix);
     if (c->timer)
         event_free(c->timer);
-    if (c->env)
+    if (c->sync_ev)
+        event_free(c->sync_ev);
+    if (c->rtxn)
+        mdb_txn_abort(c->rtxn);
+    if (c->env) {
+        mdb_env_sync(c->env, 1);
         mdb_env_close(c->env);
+    }
     for (size_t i = 0; i < c->nslots; i++) {
         struct entry *e = c->slots[i], *next;
         for (; e; e = next) {
@@ -407,6 +415,33 @@ static void copy_value(char *buf, size_t len, const void *data, size_t dlen)
     buf[dlen] = '\0';
 }
 
+/*
+ * LMDB is opened with MDB_NOSYNC: a commit is written to the file (so a
+ * killed process loses nothing) but not flushed to the disk each time,
+ * which would stall the event loop once per new client.  A timer flushes
+ * at most a second after a write; a power loss can lose that second of
+ * allowlist entries (clients are then tested again), never the file's
+ * consistency (LMDB's copy-on-write pages, written in order).
+ */
+static void on_sync(evutil_socket_t fd, short what, void *arg)
+{
+    struct cache *c = arg;
+
+    (void)fd;
+    (void)what;
+    int rc = mdb_env_sync(c->env, 1);
+    if (rc != 0)
+        cache_warn(c, "sync", "the file", rc);
+}
+
+static void written(struct cache *c)
+{
+    if (c->sync_ev && !evtimer_pending(c->sync_ev, NULL)) {
+        struct timeval tv = {1, 0};
+        evtimer_add(c->sync_ev, &tv);
+    }
+}
+
 static bool redis_get(struct cache *c, const char *addr, char *buf, size_t len);
 static int redis_put(struct cache *c, const char *addr, const char *record);
 static int redis_del(struct cache *c, const char *addr, char *err, size_t errlen);
@@ -427,14 +462,18 @@ bool cache_get(struct cache *c, const char *addr, char *buf, size_t len)
         snprintf(buf, len, "%s", e->record);
         return true;
     }
-    MDB_txn *txn;
+    /* One read transaction, reset after each lookup and renewed for the
+     * next: no allocation per lookup, and the reader slot is kept. */
     MDB_val k = {strlen(addr), (void *)addr}, v;
-    int rc = mdb_txn_begin(c->env, NULL, MDB_RDONLY, &txn);
+    int rc = c->rtxn ? mdb_txn_renew(c->rtxn) : mdb_txn_begin(c->env, NULL, MDB_RDONLY, &c->rtxn);
     if (rc == 0) {
-        rc = mdb_get(txn, c->dbi, &k, &v);
+        rc = mdb_get(c->rtxn, c->dbi, &k, &v);
         if (rc == 0)
             copy_value(buf, len, v.mv_data, v.mv_size);
-        mdb_txn_abort(txn);
+        mdb_txn_reset(c->rtxn);
+    } else if (c->rtxn) {
+        mdb_txn_abort(c->rtxn);
+        c->rtxn = NULL;
     }
     if (rc != 0 && rc != MDB_NOTFOUND)
         cache_warn(c, "lookup", addr, rc);
@@ -478,6 +517,8 @@ int cache_put(struct cache *c, const char *addr, const char *record)
         }
         if (rc != 0)
             cache_warn(c, "update", addr, rc);
+        else
+            written(c);
         return rc == 0 ? 0 : -1;
     }
     struct entry *e = find(c, addr);
@@ -535,6 +576,8 @@ int cache_del(struct cache *c, const char *addr, char *err, size_t errlen)
         else
             mdb_txn_abort(txn);
     }
+    if (rc == 0)
+        written(c);
     if (rc == MDB_NOTFOUND)
         return 0;
     if (rc != 0) {
@@ -686,6 +729,7 @@ static int cleanup_step(struct cache *c, time_t now)
     }
     if ((rc = mdb_txn_commit(txn)) != 0)
         goto error;
+    written(c);
     return done ? 1 : 0;
 error:
     msg_warn("%s: cache cleanup scan terminated due to error: %s", c->name, mdb_strerror(rc));
@@ -751,6 +795,8 @@ void cache_start(struct cache *c, struct event_base *base)
         redis_start(c);
         return;
     }
+    if (c->env)
+        c->sync_ev = evtimer_new(base, on_sync, c);
     if (c->interval <= 0)
         return;
     time_t delay = last_cleanup(c) + c->interval - now;

@@ -89,8 +89,9 @@ struct ipstate *ipstate_hold(struct iptab *t, const char *addr)
         grow(t);
         h = hash(addr) & (t->nslots - 1);
     }
-    ip = xcalloc(1, sizeof(*ip));
-    snprintf(ip->addr, sizeof(ip->addr), "%s", addr);
+    size_t len = strnlen(addr, ENDPOINT_KEY_MAX - 1);
+    ip = xcalloc(1, sizeof(*ip) + len + 1); /* the key's own length: one per address */
+    memcpy(ip->addr, addr, len);
     ip->count = 1;
     ip->next = t->slots[h];
     t->slots[h] = ip;

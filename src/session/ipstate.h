@@ -21,12 +21,13 @@
 #include "session/verdict.h"
 
 struct ipstate {
-    char addr[ENDPOINT_KEY_MAX]; /* key: the address, or its network (endpoint_key()) */
-    unsigned count;              /* connections held from this address */
-    time_t stamps[TEST__COUNT];  /* test expiry times shared by its sessions */
-    unsigned pass_new_count;     /* sessions that logged PASS NEW */
-    unsigned lookups;            /* sessions waiting for the allowlist's answer */
-    struct ipstate *next;        /* hash chain */
+    struct ipstate *next;       /* hash chain */
+    time_t stamps[TEST__COUNT]; /* test expiry times shared by its sessions */
+    unsigned count;             /* connections held from this address */
+    unsigned pass_new_count;    /* sessions that logged PASS NEW */
+    unsigned lookups;           /* sessions waiting for the allowlist's answer */
+    char addr[];                /* key: the address, or its network (endpoint_key()),
+                                   at most ENDPOINT_KEY_MAX - 1 characters */
 };
 
 struct iptab;
