@@ -2,8 +2,9 @@
 # The whole test suite, as README.md and .ci/run run it (as root, Debian 12):
 #   1. install every package needed (scripts/install-deps.sh);
 #   2. check the C formatting against .clang-format;
-#   3. build with warnings as errors, run the unit tests (cmocka) and the
-#      integration tests (pytest: real sockets, a private Postfix, the demo);
+#   3. build with warnings as errors, run the unit tests (cmocka), the
+#      integration tests (pytest: real sockets, a private Postfix, the demo)
+#      and the benchmark once, quickly (bench/run.py --quick: it must run);
 #   4. build again with ASan and UBSan and run both suites on that build.
 # Ends with "N passed, N failed"; exits non-zero if anything failed.
 set -u
@@ -63,6 +64,14 @@ if scripts/build.sh >build.log 2>&1; then
     unit_tests build
     note "integration tests"
     integration_tests build
+    # The benchmark is code too: every workload must run (its numbers are
+    # measurements, not judged here; see bench/README.md).
+    note "benchmark smoke test (bench/run.py --quick)"
+    if $PY bench/run.py --quick --builddir build >bench-smoke.log 2>&1; then
+        tail -20 bench-smoke.log; count bench-smoke OK
+    else
+        tail -60 bench-smoke.log; count bench-smoke FAIL
+    fi
 else
     cat build.log; count build FAIL
 fi
