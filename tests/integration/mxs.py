@@ -164,10 +164,12 @@ def recv_all(sock, timeout=10):
 
 
 class SilentBackend:
-    """A TCP server that accepts connections and never says a word."""
+    """A TCP server that accepts connections and never says a word (on
+    SOCK, a fresh TCP socket of the caller's, for example one made in
+    another network namespace)."""
 
-    def __init__(self):
-        self.sock = socket.socket()
+    def __init__(self, sock=None):
+        self.sock = sock or socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(128)
         self.port = self.sock.getsockname()[1]

@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from mxs import Mxscreen, assert_held, free_port, recv_line
+from mxs import Mxscreen, SilentBackend, assert_held, free_port, recv_line
 from redisserver import RedisServer, netns_socket
 
 TEASER = b"220-mxscreen.test ESMTP\r\n"
@@ -74,20 +74,6 @@ class Net:
         for ns in reversed(self.made):
             ip("netns", "del", ns, check=False)
         self.made = []
-
-
-class SilentBackendIn:
-    """mxs.SilentBackend inside network namespace NS (on its loopback)."""
-
-    def __init__(self, ns):
-        self.sock = netns_socket(ns)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(128)
-        self.port = self.sock.getsockname()[1]
-        self.addr = f"127.0.0.1:{self.port}"
-
-    def close(self):
-        self.sock.close()
 
 
 class NetnsMxscreen(Mxscreen):
@@ -159,7 +145,7 @@ def test_client_passed_on_host_a_is_pass_old_on_host_b(workdir, fleet):
     r.start()
     hosts = {}
     for name, ns, addr, hub_addr in (("a", net.a, A_ADDR, HUB_A), ("b", net.b, B_ADDR, HUB_B)):
-        be = SilentBackendIn(ns)
+        be = SilentBackend(netns_socket(ns))  # on the host's own loopback
         procs.append(be)
         cache_map = f"redis:{hub_addr}:{r.port}"
         mx = NetnsMxscreen(workdir, params(be, cache_map, f"lmdb:{workdir}/{name}-fallback.lmdb"),
