@@ -8,7 +8,26 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 
+from dnsserver import FakeDNS  # noqa: E402
+from mxs import SilentBackend  # noqa: E402
 from postfix_backend import PostfixBackend  # noqa: E402
+
+
+@pytest.fixture
+def dns():
+    """A test DNS server on loopback (dnsserver.py), for one test."""
+    d = FakeDNS()
+    yield d
+    d.close()
+
+
+@pytest.fixture
+def backend():
+    """A backend that accepts and never speaks (mxs.SilentBackend), for one
+    test (modules that share one across their tests define their own)."""
+    b = SilentBackend()
+    yield b
+    b.close()
 
 
 @pytest.fixture(scope="session")

@@ -5,22 +5,9 @@ import time
 
 import pytest
 
-from dnsserver import FakeDNS
-from mxs import Mxscreen, SilentBackend, assert_held, recv_all, recv_line, recv_reply
+from mxs import Mxscreen, assert_held, recv_all, recv_line, recv_reply
 
 
-@pytest.fixture
-def dns():
-    d = FakeDNS()
-    yield d
-    d.close()
-
-
-@pytest.fixture
-def backend():
-    b = SilentBackend()
-    yield b
-    b.close()
 
 
 def start(workdir, dns, backend, **kw):

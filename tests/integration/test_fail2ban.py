@@ -10,24 +10,11 @@ import subprocess
 
 import pytest
 
-from dnsserver import FakeDNS
-from mxs import Mxscreen, SilentBackend, recv_line, recv_reply
+from mxs import Mxscreen, recv_line, recv_reply
 
 TEASER = b"220-mxscreen.test ESMTP\r\n"
 
 
-@pytest.fixture
-def dns():
-    d = FakeDNS()
-    yield d
-    d.close()
-
-
-@pytest.fixture
-def backend():
-    b = SilentBackend()
-    yield b
-    b.close()
 
 
 def fail2ban_ips(log_path, mode="aggressive"):

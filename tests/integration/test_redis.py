@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from mxs import BIN, Mxscreen, SilentBackend, assert_held, free_port, recv_line, run_mxscreen
+from mxs import BIN, Mxscreen, assert_held, free_port, recv_line, run_mxscreen
 from redisserver import RedisServer
 
 CTL = os.path.join(os.path.dirname(BIN), "mxscreenctl")
@@ -66,12 +66,6 @@ def mxes():
             mx.err.close()
             mx.proc = None
 
-
-@pytest.fixture
-def backend():
-    be = SilentBackend()
-    yield be
-    be.close()
 
 
 # ---- Helpers -----------------------------------------------------------------
