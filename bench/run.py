@@ -1076,8 +1076,7 @@ class Bench:
                                 "mxscreen / limit", ratio(v, lim))
                 if "relay-limit" in res:
                     self.target("W1", f"W1 {mode}, proxy hand-off: mxscreen / relay limit "
-                                "(refrelay)", ratio(res["mxscreen-proxy"].get("cpu_us_per_session"),
-                                                    res["relay-limit"].get("cpu_us_per_session")))
+                                "(refrelay)", cpu_ratio(res, "mxscreen-proxy", "relay-limit"))
                 self.vs_postscreen(f"W1 {mode}", res, "mxscreen-proxy")
                 out[mode] = res
             if "relay-limit" in servers:
@@ -1134,8 +1133,7 @@ class Bench:
             for name, r in res.items():
                 self.row("W2 pregreet", name, r)
             self.target("W2", "W2 pregreet drop: mxscreen / limit",
-                        ratio(res["mxscreen"].get("cpu_us_per_session"),
-                              res["limit"].get("cpu_us_per_session")))
+                        cpu_ratio(res, "mxscreen", "limit"))
             self.vs_postscreen("W2 pregreet", res, "mxscreen")
             self.note("W2: the limit is refsrv serving a greeting-only session (220, QUIT, "
                       "221); the bots' sources are never allowlisted")
@@ -1320,14 +1318,12 @@ class Bench:
             for name, r in res.items():
                 self.row("W4 new+DNSBL", name, r)
             self.target("W4", "W4 new clients, 3 DNSBLs: mxscreen / limit",
-                        ratio(res["mxscreen"].get("cpu_us_per_session"),
-                              res["limit"].get("cpu_us_per_session")))
+                        cpu_ratio(res, "mxscreen", "limit"))
             if "relay-limit" in res:
                 # mxscreen hands each new client off over a second TCP
                 # connection, as in W1: the relay limit is the physical floor.
                 self.target("W4", "W4 new clients, 3 DNSBLs: mxscreen / relay limit (refrelay)",
-                            ratio(res["mxscreen"].get("cpu_us_per_session"),
-                                  res["relay-limit"].get("cpu_us_per_session")))
+                            cpu_ratio(res, "mxscreen", "relay-limit"))
             self.vs_postscreen("W4 new+DNSBL", res, "mxscreen")
             self.note("W4: each session comes from a fresh address (not in any allowlist, no "
                       "DNSBL result to reuse); 3 zones answered NXDOMAIN by the local "
@@ -1512,6 +1508,11 @@ def ratio(a, b):
     if a is None or b is None or b == 0:
         return None
     return round(a / b, 3)
+
+
+def cpu_ratio(res, num, den):
+    """CPU per session of server NUM over that of server DEN in results RES."""
+    return ratio(res[num].get("cpu_us_per_session"), res[den].get("cpu_us_per_session"))
 
 
 def add(a, b):

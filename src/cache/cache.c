@@ -153,6 +153,15 @@ static void make_parent(const char *path)
     free(dir);
 }
 
+/* MAP without its "proxy:" prefixes (proxymap's sharing is what LMDB and
+ * Redis give anyway). */
+static const char *strip_proxy(const char *map)
+{
+    while (strncasecmp(map, "proxy:", 6) == 0)
+        map += 6;
+    return map;
+}
+
 /*
  * Where postscreen_cache_map MAP is kept: PATH gets the LMDB file ("" for
  * memory:); NOTICE says when a postscreen map type was translated.
@@ -164,8 +173,7 @@ static int map_path(const char *map, char *path, size_t plen, bool *translated, 
     const char *colon;
 
     *translated = false;
-    while (strncasecmp(map, "proxy:", 6) == 0)
-        map += 6; /* proxymap's sharing is what LMDB gives anyway */
+    map = strip_proxy(map);
     if ((colon = strchr(map, ':')) == NULL) {
         snprintf(err, errlen, "\"%s\": expected type:name, for example lmdb:/path", map);
         return -1;
@@ -199,9 +207,7 @@ static int map_path(const char *map, char *path, size_t plen, bool *translated, 
 /* Is MAP a Redis map ("redis:...", proxy: prefixes allowed)? */
 bool cache_map_is_redis(const char *map)
 {
-    while (strncasecmp(map, "proxy:", 6) == 0)
-        map += 6;
-    return strncasecmp(map, "redis:", 6) == 0;
+    return strncasecmp(strip_proxy(map), "redis:", 6) == 0;
 }
 
 /* Can MAP be kept?  For configuration checks; opens nothing. */
@@ -212,9 +218,7 @@ int cache_map_check(const char *map, char *err, size_t errlen)
 
     if (cache_map_is_redis(map)) {
         struct redis_target t;
-        while (strncasecmp(map, "proxy:", 6) == 0)
-            map += 6;
-        return redis_target_parse(map + 6, &t, err, errlen);
+        return redis_target_parse(strip_proxy(map) + 6, &t, err, errlen);
     }
     return map_path(map, path, sizeof(path), &translated, err, errlen);
 }
@@ -238,8 +242,7 @@ static struct cache *open_redis(const char *map, const struct cache_opts *o, boo
     char why[512];
     bool refused;
 
-    while (strncasecmp(map, "proxy:", 6) == 0)
-        map += 6;
+    map = strip_proxy(map);
     c->rt = xmalloc(sizeof(*c->rt));
     if (redis_target_parse(map + 6, c->rt, err, errlen) < 0) {
         cache_free(c);

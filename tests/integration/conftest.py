@@ -10,7 +10,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 from dnsserver import FakeDNS  # noqa: E402
 from mxs import SilentBackend  # noqa: E402
-from postfix_backend import PostfixBackend  # noqa: E402
+from postfix_backend import private_postfix  # noqa: E402
 
 
 @pytest.fixture
@@ -32,17 +32,8 @@ def backend():
 
 @pytest.fixture(scope="session")
 def postfix():
-    # Below /tmp with mode 0755, so that mxscreen running as an unprivileged
-    # user can reach the pass socket (pytest's own tmp dir is 0700).
-    base = tempfile.mkdtemp(prefix="mxs-postfix-", dir="/tmp")
-    os.chmod(base, 0o755)
-    pf = PostfixBackend(base)
-    pf.start()
-    try:
+    with private_postfix() as pf:
         yield pf
-    finally:
-        pf.stop()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.hookimpl(hookwrapper=True)

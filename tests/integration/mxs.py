@@ -32,6 +32,21 @@ def read_text(path):
         return ""
 
 
+def pregreet_params(backend, **kw):
+    """Settings for the tests of the allowlist: the pregreet test only, with
+    the "220-" teaser and a 1 s greet wait (a new client passes, PASS NEW;
+    a known one is handed at once to BACKEND, PASS OLD), plus KW."""
+    p = {
+        "mynetworks": "127.0.0.1/32",
+        "smtpd_banner": "$myhostname ESMTP",
+        "postscreen_greet_banner": "$smtpd_banner",
+        "postscreen_greet_wait": "1s",
+        "mxscreen_backend": backend.addr,
+    }
+    p.update(kw)
+    return p
+
+
 def run_mxscreen(args, timeout=10):
     """Run the binary to completion (for -n, -t and bad configurations)."""
     return subprocess.run([BIN] + args, capture_output=True, text=True, timeout=timeout)

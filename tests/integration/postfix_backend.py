@@ -81,6 +81,7 @@ Notes on what was needed to make this work on Debian 12 / Postfix 3.7:
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import pwd
 import grp
@@ -751,3 +752,20 @@ if __name__ == "__main__":  # tiny manual demo: python3 postfix_backend.py DIR
         print(pf.wait_for_message("Subject: demo"))
         t0 = time.monotonic()
     print(f"stopped in {time.monotonic() - t0:.2f}s")
+
+
+@contextlib.contextmanager
+def private_postfix(prefix: str = "mxs-postfix-", **kw):
+    """A started PostfixBackend (KW: its arguments) in a fresh directory
+    below /tmp with mode 0755, so that mxscreen running as an unprivileged
+    user reaches its pass socket (pytest's own tmp dir is 0700); stopped
+    and removed at the end."""
+    base = tempfile.mkdtemp(prefix=prefix, dir="/tmp")
+    os.chmod(base, 0o755)
+    pf = PostfixBackend(base, **kw)
+    pf.start()
+    try:
+        yield pf
+    finally:
+        pf.stop()
+        shutil.rmtree(base, ignore_errors=True)

@@ -6,20 +6,14 @@ import os
 import re
 import subprocess
 
-from mxs import BIN, Mxscreen, SilentBackend, assert_held, recv_line
+from mxs import BIN, Mxscreen, pregreet_params, SilentBackend, assert_held, recv_line
 
 CTL = os.path.join(os.path.dirname(BIN), "mxscreenctl")
 TEASER = b"220-mxscreen.test ESMTP\r\n"
 
 
 def params(backend):
-    return {
-        "mynetworks": "127.0.0.1/32",
-        "smtpd_banner": "$myhostname ESMTP",
-        "postscreen_greet_banner": "$smtpd_banner",
-        "postscreen_greet_wait": "1s",
-        "mxscreen_backend": backend.addr,
-    }
+    return pregreet_params(backend)
 
 
 def ctl(mx, *args, stdin=None, check=True):

@@ -4,21 +4,13 @@ one client, while every log line keeps the real address.  Off by default."""
 import os
 import re
 
-from mxs import Mxscreen, SilentBackend, assert_held, recv_line, run_mxscreen
+from mxs import Mxscreen, SilentBackend, assert_held, pregreet_params, recv_line, run_mxscreen
 
 TEASER = b"220-mxscreen.test ESMTP\r\n"
 
 
 def params(backend, **kw):
-    p = {
-        "mynetworks": "127.0.0.1/32",
-        "smtpd_banner": "$myhostname ESMTP",
-        "postscreen_greet_banner": "$smtpd_banner",
-        "postscreen_greet_wait": "1s",
-        "mxscreen_backend": backend.addr,
-    }
-    p.update(kw)
-    return p
+    return pregreet_params(backend, **kw)
 
 
 def pass_pregreet(mx, src, head=b""):

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from mxs import BIN, Mxscreen, assert_held, free_port, recv_line, run_mxscreen
+from mxs import BIN, Mxscreen, pregreet_params, assert_held, free_port, recv_line, run_mxscreen
 from redisserver import RedisServer
 
 CTL = os.path.join(os.path.dirname(BIN), "mxscreenctl")
@@ -78,17 +78,8 @@ def fallback_map(workdir, name):
 def params(workdir, backend, cache_map, name="mx", **kw):
     """The pregreet test only (greet wait 1 s), the allowlist in CACHE_MAP,
     the LMDB fallback in a file of this instance's own."""
-    p = {
-        "mynetworks": "127.0.0.1/32",
-        "smtpd_banner": "$myhostname ESMTP",
-        "postscreen_greet_banner": "$smtpd_banner",
-        "postscreen_greet_wait": "1s",
-        "mxscreen_backend": backend.addr,
-        "postscreen_cache_map": cache_map,
-        "mxscreen_cache_fallback_map": fallback_map(workdir, name),
-    }
-    p.update(kw)
-    return p
+    return pregreet_params(backend, postscreen_cache_map=cache_map,
+                           mxscreen_cache_fallback_map=fallback_map(workdir, name), **kw)
 
 
 def connected(mx, name):

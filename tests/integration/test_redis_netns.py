@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from mxs import Mxscreen, SilentBackend, assert_held, free_port, recv_line
+from mxs import Mxscreen, SilentBackend, pregreet_params, assert_held, free_port, recv_line
 from redisserver import RedisServer, netns_socket
 
 TEASER = b"220-mxscreen.test ESMTP\r\n"
@@ -126,16 +126,9 @@ def fleet(workdir):
 
 
 def params(backend, cache_map, fallback):
-    return {
-        "mynetworks": "127.0.0.1/32",
-        "smtpd_banner": "$myhostname ESMTP",
-        "postscreen_greet_banner": "$smtpd_banner",
-        "postscreen_greet_wait": "1s",
-        "mxscreen_backend": backend.addr,
-        "postscreen_cache_map": cache_map,
-        "mxscreen_redis_password": "fleet-pw",
-        "mxscreen_cache_fallback_map": fallback,
-    }
+    return pregreet_params(backend, postscreen_cache_map=cache_map,
+                           mxscreen_redis_password="fleet-pw",
+                           mxscreen_cache_fallback_map=fallback)
 
 
 def test_client_passed_on_host_a_is_pass_old_on_host_b(workdir, fleet):

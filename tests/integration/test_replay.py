@@ -17,7 +17,6 @@ its base parameters; every mxscreen here asks for "replay" explicitly.
 import contextlib
 import os
 import re
-import shutil
 import smtplib
 import socket
 import tempfile
@@ -30,7 +29,7 @@ from fakebackend import FakeBackend, ehlo_reply as backend_ehlo, parse_ssl_tlv
 from mxs import (BYE, GREETING, KEYWORDS, MAIL_OK, OK, R450, R550_PROTO, Client, Mxscreen,
                  connect_line, free_port, greet, noqueue)
 from tlsclient import client_context, starttls
-from postfix_backend import PostfixBackend
+from postfix_backend import private_postfix
 
 RCPT_OK = b"250 2.1.5 Ok\r\n"
 R354 = b"354 End data with <CR><LF>.<CR><LF>\r\n"
@@ -986,18 +985,14 @@ def test_postfix_relays_through_mxscreen_on_the_first_attempt(postfix, workdir):
     backend = postfix_addr(postfix, "proxy")
     ip = new_ip()
     with mxscreen(workdir, params_for("proxy", backend)) as mx:
-        sender_dir = tempfile.mkdtemp(prefix="mxs-sender-", dir="/tmp")
-        os.chmod(sender_dir, 0o755)
-        sender = PostfixBackend(sender_dir, hostname="sender.test", main_cf_extra={
+        with private_postfix("mxs-sender-", hostname="sender.test", main_cf_extra={
             "inet_protocols": "ipv4",
             "virtual_mailbox_domains": "",
             "relay_domains": "example.test",
             "transport_maps": f"inline:{{ example.test=smtp:[127.0.0.1]:{mx.port} }}",
             "smtp_bind_address": ip,
             "smtp_helo_name": "sender.test",
-        })
-        sender.start()
-        try:
+        }) as sender:
             tag = uuid.uuid4().hex
             since = postfix.log_offset()
             with smtplib.SMTP("127.0.0.1", sender.plain_port, timeout=15) as s:
@@ -1011,9 +1006,6 @@ def test_postfix_relays_through_mxscreen_on_the_first_attempt(postfix, workdir):
                                     rf"{mx.port},.* status=(\w+)")
             assert m.group(1) == "sent", sender.log_text()[-3000:]
             assert "status=deferred" not in sender.log_text(), sender.log_text()[-3000:]
-        finally:
-            sender.stop()
-            shutil.rmtree(sender_dir, ignore_errors=True)
         lines = [l for l in mx.log_lines() if f"[{ip}]" in l]
         assert [re.sub(r":\d+", ":P", l) for l in lines] == [
             f"CONNECT from [{ip}]:P to [127.0.0.1]:P", f"PASS NEW [{ip}]:P",
@@ -1027,20 +1019,13 @@ def test_postfix_relays_through_mxscreen_on_the_first_attempt(postfix, workdir):
 @pytest.fixture(scope="module")
 def tls_postfix(tlsdir):
     """A backend Postfix that offers STARTTLS and logs TLS sessions."""
-    base = tempfile.mkdtemp(prefix="mxs-pftls-", dir="/tmp")
-    os.chmod(base, 0o755)
-    pf = PostfixBackend(base, main_cf_extra={
+    with private_postfix("mxs-pftls-", main_cf_extra={
         "smtpd_tls_security_level": "may",
         "smtpd_tls_cert_file": os.path.join(tlsdir, "cert.pem"),
         "smtpd_tls_key_file": os.path.join(tlsdir, "key.pem"),
         "smtpd_tls_loglevel": "1",
-    })
-    pf.start()
-    try:
+    }) as pf:
         yield pf
-    finally:
-        pf.stop()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.mark.parametrize("mode", ["proxy", "xclient"])
@@ -1083,7 +1068,7 @@ def test_backend_tls_relays_a_pipelined_message_whole(tls_postfix, workdir, tls,
         assert c.cmd("MAIL FROM:<a@remote.example>") == MAIL_OK
         tag = uuid.uuid4().hex
         body = "".join(f"line {i} {'x' * 60}\r\n" for i in range(size // 70))
-        c.send(f"RCPT TO:<big@example.test>\r\nDATA\r\n".encode())
+        c.send("RCPT TO:<big@example.test>\r\nDATA\r\n".encode())
         assert c.reply() == b"250 2.1.5 Ok\r\n"
         assert c.reply().startswith(b"354 ")
         c.send(f"Subject: {tag}\r\n\r\n{body}.\r\nQUIT\r\n".encode())

@@ -4,23 +4,14 @@ it, a second process on a port in use stops with the address and the cause."""
 import re
 import time
 
-from mxs import Mxscreen, SilentBackend, assert_held, free_port, recv_line, run_mxscreen
+from mxs import Mxscreen, pregreet_params, SilentBackend, assert_held, free_port, recv_line, run_mxscreen
 
 TEASER = b"220-mxscreen.test ESMTP\r\n"
 
 
 def params(workdir, backend, port, **kw):
-    p = {
-        "mxscreen_listen": f"127.0.0.1:{port}",
-        "mynetworks": "127.0.0.1/32",
-        "smtpd_banner": "$myhostname ESMTP",
-        "postscreen_greet_banner": "$smtpd_banner",
-        "postscreen_greet_wait": "1s",
-        "mxscreen_backend": backend.addr,
-        "postscreen_cache_map": f"lmdb:{workdir}/shared-cache",
-    }
-    p.update(kw)
-    return p
+    return pregreet_params(backend, mxscreen_listen=f"127.0.0.1:{port}",
+                           postscreen_cache_map=f"lmdb:{workdir}/shared-cache", **kw)
 
 
 def passed(a, b, how):
