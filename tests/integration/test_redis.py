@@ -606,3 +606,43 @@ def test_good_redis_maps_pass_the_check(workdir, cache_map):
                 f"mxscreen_redis_timeout_ms = 500\nmxscreen_cache_fallback = no\n")
     res = run_mxscreen(["-c", path, "-t"])
     assert res.returncode == 0, res.stderr
+
+
+# ---- Redis closing an idle link; Redis refusing a write ----------------------
+
+
+def test_an_idle_link_that_redis_closes_is_reopened_silently(workdir, redis, mxes, backend):
+    """Redis's "timeout" closes mxscreen's idle link: no outage is logged,
+    and the next lookup is answered by Redis again."""
+    r = redis()
+    mx = mxes(workdir, params(workdir, backend, r.map))
+    with mx:
+        connected(mx, r.name())
+        screened(mx, "127.0.31.1")
+        r.wait_key("mxscreen:127.0.31.1")
+        r.command("CONFIG", "SET", "timeout", "1")
+        time.sleep(3)  # closed by Redis at least once meanwhile
+        # Only in Redis: the local copy must not be what answers.
+        ctl("-m", fallback_map(workdir, "mx"), "del", "127.0.31.1")
+        straight_through(mx, "127.0.31.1")
+        assert "unavailable" not in mx.log_text(), mx.log_text()
+        assert count(mx, r"cache .*: connected$") == 1
+
+
+def test_a_write_redis_refused_reaches_it_later(workdir, redis, mxes, backend):
+    """Redis out of memory refuses a PASS NEW's write while the link stays
+    up: the record is kept pending locally and merged within the 30 s retry
+    once Redis takes writes again."""
+    r = redis()
+    mx = mxes(workdir, params(workdir, backend, r.map))
+    with mx:
+        connected(mx, r.name())
+        r.command("CONFIG", "SET", "maxmemory", "1")
+        screened(mx, "127.0.32.1")
+        mx.wait_for_log(r"warning: cache .*: update error for 127\.0\.32\.1: .*OOM", timeout=5)
+        assert r.get("mxscreen:127.0.32.1") is None
+        r.command("CONFIG", "SET", "maxmemory", "0")
+        assert RECORD.fullmatch(r.wait_key("mxscreen:127.0.32.1", timeout=40))
+        mx.wait_for_log(rf"cache {re.escape(r.name())}: caught up 1 records written while it "
+                        r"was unavailable$", timeout=5)
+        assert "unavailable (" not in mx.log_text()
