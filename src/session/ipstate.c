@@ -1,6 +1,7 @@
 /*
  * ipstate - per-address records in a chained hash table; see ipstate.h.
  */
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -90,7 +91,9 @@ struct ipstate *ipstate_hold(struct iptab *t, const char *addr)
         h = hash(addr) & (t->nslots - 1);
     }
     size_t len = strnlen(addr, ENDPOINT_KEY_MAX - 1);
-    ip = xcalloc(1, sizeof(*ip) + len + 1); /* the key's own length: one per address */
+    /* The key's own length (one record per address), from the end of the
+     * fields: sizeof would count the tail padding twice. */
+    ip = xcalloc(1, offsetof(struct ipstate, addr) + len + 1);
     memcpy(ip->addr, addr, len);
     ip->count = 1;
     ip->next = t->slots[h];

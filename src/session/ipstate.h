@@ -21,13 +21,14 @@
 #include "session/verdict.h"
 
 struct ipstate {
-    struct ipstate *next;       /* hash chain */
-    time_t stamps[TEST__COUNT]; /* test expiry times shared by its sessions */
-    unsigned count;             /* connections held from this address */
-    unsigned pass_new_count;    /* sessions that logged PASS NEW */
-    unsigned lookups;           /* sessions waiting for the allowlist's answer */
-    char addr[];                /* key: the address, or its network (endpoint_key()),
-                                   at most ENDPOINT_KEY_MAX - 1 characters */
+    struct ipstate *next;         /* hash chain */
+    time_t stamps[TEST__COUNT];   /* test expiry times shared by its sessions */
+    unsigned count;               /* connections held from this address */
+    unsigned lookups : 31;        /* sessions waiting for the allowlist's answer */
+    unsigned pass_new_logged : 1; /* a session logged PASS NEW */
+    char addr[];                  /* key: the address, or its network (endpoint_key()),
+                                     at most ENDPOINT_KEY_MAX - 1 characters; with the
+                                     56 bytes above, an IPv4 record fits 72 bytes */
 };
 
 struct iptab;

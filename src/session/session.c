@@ -10,6 +10,7 @@
  * ENGINE_CLOSED, or when the hand-off reports HANDOFF_ENDED.
  */
 #include <errno.h>
+#include <event2/event_struct.h>
 #include <limits.h>
 #include <poll.h>
 #include <stdio.h>
@@ -42,33 +43,33 @@ enum sstate {
 struct session {
     struct server *srv;            /* shared state */
     struct settings *st;           /* settings this session started with (a reference) */
-    enum sstate state;             /* where the session is */
-    int fd;                        /* client socket; -1 once handed over */
     struct endpoint client;        /* real client endpoint */
     const struct endpoint *server; /* real server endpoint (shared, see local_endpoint()) */
     struct ipstate *ip;            /* per-address record, once CONNECT is logged; its addr is
                                       the client as the allowlist and limits count it */
-    struct event *ev;              /* SS_UPSTREAM read and time limit */
+    struct event ev;               /* SS_UPSTREAM and SS_EARLY: the socket and the time
+                                      limit (embedded: one allocation less per client) */
     struct handoff *ho;            /* SS_HANDOFF and SS_RELAY */
     struct engine *eng;            /* SS_ENGINE */
     struct verdict v;              /* tests due, passed and failed */
-    union {
-        struct timeval deadline; /* SS_UPSTREAM: end of the time limit */
-        struct timeval phase;    /* SS_EARLY: when the teaser went out */
-    };
-    int greet_wait;              /* SS_EARLY: postscreen_greet_wait, as stressed then */
-    int dnsbl_total;             /* the DNSBL score, once taken */
-    int dnsbl_ttl;               /* ...its clamped TTL */
-    bool dnsbl_taken;            /* the DNSBL score is taken (complete or partial) */
-    bool teaser_sent;            /* the "220-" teaser went out (pregreet test) */
-    bool pregreet_done;          /* SS_EARLY: the pregreet test has its answer */
-    bool in_check;               /* counted in srv->check_queue */
-    bool in_post;                /* counted in srv->post_queue */
-    bool replayed;               /* concluded at a replay: PASS and cache done */
-    struct dnsbl_lookup *lookup; /* SS_EARLY: the DNSBL lookup, until its score is taken */
-    const char *dnsbl_name;      /* ...the list named in replies */
-    char *dnsbl_reply;           /* the DNSBL reject text (rcpt or final reply) */
-    struct cache_req *cache_req; /* the allowlist lookup Redis has not answered yet */
+    int64_t mark_us;               /* SS_UPSTREAM: end of the time limit; SS_EARLY: when
+                                      the teaser went out (microseconds, wall clock) */
+    struct dnsbl_lookup *lookup;   /* SS_EARLY: the DNSBL lookup, until its score is taken */
+    char *dnsbl_reply;             /* the DNSBL reject text (rcpt or final reply) */
+    struct cache_req *cache_req;   /* the allowlist lookup Redis has not answered yet */
+    int fd;                        /* client socket; -1 once handed over */
+    int greet_wait;                /* SS_EARLY: postscreen_greet_wait, as stressed then */
+    int dnsbl_total;               /* the DNSBL score, once taken */
+    int dnsbl_ttl;                 /* ...its clamped TTL */
+    /* The small fields last and together: a client held in the greet wait
+     * costs its session, and every 16 bytes count (bench/README.md, W3). */
+    enum sstate state : 8; /* where the session is */
+    bool dnsbl_taken;      /* the DNSBL score is taken (complete or partial) */
+    bool teaser_sent;      /* the "220-" teaser went out (pregreet test) */
+    bool pregreet_done;    /* SS_EARLY: the pregreet test has its answer */
+    bool in_check;         /* counted in srv->check_queue */
+    bool in_post;          /* counted in srv->post_queue */
+    bool replayed;         /* concluded at a replay: PASS and cache done */
 };
 
 /*
@@ -182,13 +183,27 @@ static void check_queue_done(struct server *srv, const struct settings *st)
     }
 }
 
+/* Point the session's event at FD, WHAT and CB (not yet added). */
+static void ev_set(struct session *s, evutil_socket_t fd, short what, event_callback_fn cb)
+{
+    if (event_initialized(&s->ev))
+        event_del(&s->ev);
+    event_assign(&s->ev, s->srv->base, fd, what, cb, s);
+}
+
+/* Stop the session's event, if it was ever set. */
+static void ev_stop(struct session *s)
+{
+    if (event_initialized(&s->ev))
+        event_del(&s->ev);
+}
+
 /* Free the session and everything it counts. */
 static void session_free(struct session *s)
 {
     struct server *srv = s->srv;
 
-    if (s->ev)
-        event_free(s->ev);
+    ev_stop(s);
     if (s->lookup)
         dnsbl_release(s->lookup, s);
     if (s->cache_req) {
@@ -310,9 +325,12 @@ static void log_verdict(struct session *s)
         return;
     if (verdict_any_fail(v))
         v->pass = 0;
-    if (verdict_all_passed(v))
-        msg_info("PASS %s [%s]:%s", !v->is_new || s->ip->pass_new_count++ > 0 ? "OLD" : "NEW",
-                 s->client.addr, s->client.port);
+    if (verdict_all_passed(v)) {
+        bool old = !v->is_new || s->ip->pass_new_logged;
+        if (!old)
+            s->ip->pass_new_logged = 1;
+        msg_info("PASS %s [%s]:%s", old ? "OLD" : "NEW", s->client.addr, s->client.port);
+    }
     if (v->pass && s->st->cache_enabled && s->srv->cache) {
         char rec[VERDICT_RECORD_MAX];
         verdict_format(rec, sizeof(rec), s->ip->stamps, s->st->enabled);
@@ -451,15 +469,23 @@ static void drop(struct session *s, const char *text)
     conclude(s);
 }
 
+/* TV in microseconds. */
+static int64_t tv_us(const struct timeval *tv)
+{
+    return (int64_t)tv->tv_sec * 1000000 + tv->tv_usec;
+}
+
 /* Seconds since the early phase began, as postscreen formats them. */
 static void early_elapsed(struct session *s, char *buf, size_t len, struct timeval *d)
 {
     struct timeval now;
 
     gettimeofday(&now, NULL);
-    timersub(&now, &s->phase, d);
-    if (d->tv_sec < 0)
-        d->tv_sec = d->tv_usec = 0;
+    int64_t us = tv_us(&now) - s->mark_us;
+    if (us < 0)
+        us = 0;
+    d->tv_sec = (time_t)(us / 1000000);
+    d->tv_usec = (suseconds_t)(us % 1000000);
     log_format_delay(buf, len, d->tv_sec, d->tv_usec);
 }
 
@@ -478,7 +504,6 @@ static void take_dnsbl_score(struct session *s)
         return;
     const struct dnsbl_score *sc = dnsbl_score(s->lookup);
     s->dnsbl_total = sc->total;
-    s->dnsbl_name = sc->name;
     s->dnsbl_ttl = dnsbl_score_ttl(sc, st->dnsbl_min_ttl, st->dnsbl_max_ttl);
     /* A result reused from an earlier connection holds only what is left. */
     if (dnsbl_done(s->lookup) && dnsbl_valid_for(s->lookup) < s->dnsbl_ttl)
@@ -501,13 +526,13 @@ static void take_dnsbl_score(struct session *s)
     }
 }
 
-/* The name of the list in reject texts (copied: the lookup may go). */
-static void dnsbl_reject(struct session *s, const char *code)
+/* The reject text naming list NAME (copied: the lookup may go). */
+static void dnsbl_reject(struct session *s, const char *code, const char *name)
 {
     char buf[512];
 
     snprintf(buf, sizeof(buf), "%s 5.7.1 Service unavailable; client [%s] blocked using %s\r\n",
-             code, s->client.addr, s->dnsbl_name ? s->dnsbl_name : "(unknown)");
+             code, s->client.addr, name ? name : "(unknown)");
     free(s->dnsbl_reply);
     s->dnsbl_reply = xstrdup(buf);
 }
@@ -522,8 +547,7 @@ static void early_end(struct session *s)
     const struct settings *st = s->st;
     unsigned bit = TEST_BIT(TEST_PREGREET);
 
-    event_free(s->ev);
-    s->ev = NULL;
+    ev_stop(s);
     if ((v->todo & bit) && !(v->fail & bit) && !s->pregreet_done) {
         s->ip->stamps[TEST_PREGREET] = time(NULL) + st->greet_ttl;
         v->pass |= bit;
@@ -533,7 +557,12 @@ static void early_end(struct session *s)
         v->fail &= ~bit;
     if (v->todo & TEST_BIT(TEST_DNSBL)) {
         take_dnsbl_score(s);
+        /* The score was taken when the last answer came or just now: the
+         * name is the one that goes with s->dnsbl_total (it points into
+         * the settings' sites, which outlive the lookup). */
+        const char *listed_by = NULL;
         if (s->lookup) {
+            listed_by = dnsbl_score(s->lookup)->name;
             dnsbl_release(s->lookup, s);
             s->lookup = NULL;
         }
@@ -545,11 +574,11 @@ static void early_end(struct session *s)
             v->fail |= TEST_BIT(TEST_DNSBL);
             switch (st->dnsbl_action) {
             case ACTION_DROP:
-                dnsbl_reject(s, "521");
+                dnsbl_reject(s, "521", listed_by);
                 drop(s, s->dnsbl_reply);
                 return;
             case ACTION_ENFORCE:
-                dnsbl_reject(s, "550");
+                dnsbl_reject(s, "550", listed_by);
                 v->rcpt_reply = s->dnsbl_reply;
                 v->noforward = true;
                 break;
@@ -573,10 +602,8 @@ static void early_end_soon(struct session *s)
 {
     struct timeval now = {0, 0};
 
-    if (s->ev)
-        event_free(s->ev);
-    s->ev = evtimer_new(s->srv->base, on_early, s);
-    event_add(s->ev, &now);
+    ev_set(s, -1, 0, on_early);
+    event_add(&s->ev, &now);
 }
 
 /* Every DNSBL answer is in. */
@@ -608,7 +635,7 @@ static void on_early(evutil_socket_t fd, short what, void *arg)
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
         /* A one-shot event: watch again for what is left of the wait. */
         struct timeval left = {s->greet_wait > d.tv_sec ? s->greet_wait - d.tv_sec : 0, 0};
-        event_add(s->ev, &left);
+        event_add(&s->ev, &left);
         return;
     }
     if (n <= 0) {
@@ -624,8 +651,7 @@ static void on_early(evutil_socket_t fd, short what, void *arg)
     v->fail |= TEST_BIT(TEST_PREGREET);
     switch (s->st->greet_action) {
     case ACTION_DROP:
-        event_free(s->ev);
-        s->ev = NULL;
+        ev_stop(s);
         drop(s, "521 5.5.1 Protocol error\r\n");
         return;
     case ACTION_ENFORCE:
@@ -642,9 +668,41 @@ static void on_early(evutil_socket_t fd, short what, void *arg)
         return;
     }
     struct timeval left = {s->greet_wait - d.tv_sec, 0};
-    event_free(s->ev);
-    s->ev = evtimer_new(s->srv->base, on_early, s);
-    event_add(s->ev, &left);
+    ev_set(s, -1, 0, on_early);
+    event_add(&s->ev, &left);
+}
+
+/*
+ * The greet wait as a libevent "common timeout" for BASE: clients held for
+ * the same number of seconds wait in one queue, in the order they came,
+ * instead of in the timer heap (O(1) to add and remove, and no heap slot
+ * per client).  Few distinct waits exist (the greet wait, stressed or not,
+ * across reloads); beyond the table, a plain timeout is used.
+ */
+static const struct timeval *greet_timeout(struct event_base *base, int secs, struct timeval *tv)
+{
+    static struct {
+        struct event_base *base;
+        int secs;
+        const struct timeval *tv;
+    } tab[8];
+
+    tv->tv_sec = secs;
+    tv->tv_usec = 0;
+    for (size_t i = 0; i < sizeof(tab) / sizeof(tab[0]); i++) {
+        if (tab[i].tv && tab[i].base == base && tab[i].secs == secs)
+            return tab[i].tv;
+        if (tab[i].tv == NULL || tab[i].base != base) {
+            const struct timeval *c = event_base_init_common_timeout(base, tv);
+            if (c == NULL)
+                return tv;
+            tab[i].base = base;
+            tab[i].secs = secs;
+            tab[i].tv = c;
+            return c;
+        }
+    }
+    return tv;
 }
 
 /*
@@ -657,11 +715,12 @@ static void early_start(struct session *s)
     struct timeval tv;
 
     s->state = SS_EARLY;
-    gettimeofday(&s->phase, NULL);
+    struct timeval start;
+    gettimeofday(&start, NULL);
+    s->mark_us = tv_us(&start);
     long long gw = conf_num_stress(s->st->cf, P_PSC_GREET_WAIT, s->srv->stress);
     s->greet_wait = gw > INT_MAX ? INT_MAX : (int)gw;
-    tv.tv_sec = s->greet_wait;
-    tv.tv_usec = 0;
+    const struct timeval *wait = greet_timeout(s->srv->base, s->greet_wait, &tv);
     if (v->todo & TEST_BIT(TEST_PREGREET)) {
         const char *teaser = s->st->teaser;
         ssize_t n = send(s->fd, teaser, strlen(teaser), MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -677,11 +736,11 @@ static void early_start(struct session *s)
             return;
         }
         s->teaser_sent = true;
-        s->ev = event_new(s->srv->base, s->fd, EV_READ, on_early, s);
+        ev_set(s, s->fd, EV_READ, on_early);
     } else {
-        s->ev = evtimer_new(s->srv->base, on_early, s);
+        ev_set(s, -1, 0, on_early);
     }
-    event_add(s->ev, &tv);
+    event_add(&s->ev, wait);
     if ((v->todo & TEST_BIT(TEST_DNSBL)) && s->srv->dnsbl) {
         const struct settings *st = s->st;
         s->lookup = dnsbl_lookup(s->srv->dnsbl, st->dnsbl_sites, s->client.addr, st->dnsbl_timeout,
@@ -878,12 +937,13 @@ static void on_upstream(evutil_socket_t fd, short what, void *arg)
         }
         /* Edge-triggered: woken again when more arrives, but never later
          * than the deadline, however slowly the bytes trickle in. */
-        struct timeval now, left;
+        struct timeval now;
         event_base_gettimeofday_cached(s->srv->base, &now);
-        timersub(&s->deadline, &now, &left);
-        if (left.tv_sec < 0)
-            left.tv_sec = left.tv_usec = 0;
-        event_add(s->ev, &left);
+        int64_t us = s->mark_us - tv_us(&now);
+        if (us < 0)
+            us = 0;
+        struct timeval left = {(time_t)(us / 1000000), (suseconds_t)(us % 1000000)};
+        event_add(&s->ev, &left);
         return;
     }
     case PROXY_FAIL: {
@@ -902,8 +962,7 @@ static void on_upstream(evutil_socket_t fd, short what, void *arg)
         upstream_fail(s);
         return;
     }
-    event_free(s->ev);
-    s->ev = NULL;
+    ev_stop(s);
     if (!r.local) {
         const struct endpoint *server = local_endpoint((struct sockaddr *)&r.dst, r.dstlen);
         if (server == NULL || endpoint_set(&s->client, (struct sockaddr *)&r.src, r.srclen) < 0) {
@@ -950,10 +1009,11 @@ void session_accept(struct server *srv, int fd, const struct sockaddr *peer, soc
     if (s->st->upstream_proxy) {
         struct timeval tv = {s->st->upstream_timeout, 0};
         s->state = SS_UPSTREAM;
-        s->ev = event_new(srv->base, fd, EV_READ | EV_PERSIST | EV_ET, on_upstream, s);
-        event_base_gettimeofday_cached(srv->base, &s->deadline);
-        s->deadline.tv_sec += tv.tv_sec;
-        event_add(s->ev, &tv);
+        ev_set(s, fd, EV_READ | EV_PERSIST | EV_ET, on_upstream);
+        struct timeval now;
+        event_base_gettimeofday_cached(srv->base, &now);
+        s->mark_us = tv_us(&now) + (int64_t)tv.tv_sec * 1000000;
+        event_add(&s->ev, &tv);
         return;
     }
     session_start(s);
