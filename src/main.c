@@ -37,6 +37,8 @@
 #include "session/settings.h"
 #include "session/verdict.h"
 #include "smtp/engine.h"
+#include "stats/http.h"
+#include "stats/stats.h"
 #include "util/list.h"
 #include "util/mem.h"
 
@@ -60,6 +62,46 @@ static struct listener listeners[MAX_LISTENERS];
 static size_t nlisteners;
 static struct event *stop_timer;
 static bool stopping;
+
+/* What /metrics and /stats read at a request. */
+static void fill_view(struct stats_view *v, void *ctx)
+{
+    static const char *const modes[] = {"proxy", "xclient", "pass"};
+
+    (void)ctx;
+    v->version = MXSCREEN_VERSION;
+    v->mode = modes[server.st->mode];
+    v->cache_name = server.cache ? cache_name(server.cache) : NULL;
+    v->cache_entries = server.cache ? cache_entries(server.cache) : -1;
+    v->cache_up = server.cache ? cache_up(server.cache) : -1;
+    v->queue_check = server.check_queue;
+    v->queue_post = server.post_queue;
+}
+
+/* Bind mxscreen_stats_listen, as root (a UNIX socket is given to USER). */
+static int open_stats(const struct settings *st)
+{
+    const struct conf *cf = st->cf;
+    char where[512], err[512];
+    uid_t uid = 0;
+    gid_t gid = 0;
+
+    if (!st->stats_on)
+        return -1;
+    if (geteuid() == 0) {
+        struct passwd *pw = getpwnam(conf_str(cf, P_MXS_USER));
+        if (pw) {
+            uid = pw->pw_uid;
+            gid = pw->pw_gid;
+        }
+    }
+    int fd = http_listen_open(&st->stats_listen, conf_str(cf, P_MXS_STATS_LISTEN), uid, gid, err,
+                              sizeof(err));
+    if (fd < 0)
+        msg_fatal("%s: parameter mxscreen_stats_listen: %s",
+                  conf_where(cf, P_MXS_STATS_LISTEN, where, sizeof(where)), err);
+    return fd;
+}
 
 /* Print usage and exit 1. */
 static void usage(void)
@@ -308,7 +350,9 @@ int main(int argc, char **argv)
     }
     open_log(cf);
     signal(SIGPIPE, SIG_IGN);
+    stats_init();
     open_listeners(cf);
+    int stats_fd = open_stats(st);
     /* The cache file is opened as root, before the privilege drop. */
     struct cache *cache = NULL;
     if (st->cache_enabled && (cache = cache_open(conf_str(cf, P_PSC_CACHE_MAP), &st->cache_opts,
@@ -344,6 +388,8 @@ int main(int argc, char **argv)
     if (cache)
         cache_start(cache, server.base);
     server.on_idle = on_idle;
+    stats_start(server.base);
+    struct http *http = stats_fd >= 0 ? http_start(server.base, stats_fd, fill_view, NULL) : NULL;
     for (size_t i = 0; i < nlisteners; i++) {
         listeners[i].ev =
             event_new(server.base, listeners[i].fd, EV_READ | EV_PERSIST, on_accept, &listeners[i]);
@@ -375,6 +421,8 @@ int main(int argc, char **argv)
     event_free(sigint);
     event_free(sighup);
     probe_free(probe);
+    http_free(http);
+    stats_stop();
     /* Sessions still open at a forced stop are closed by exit(). */
     if (server.sessions == 0) {
         iptab_free(server.ips);

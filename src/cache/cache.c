@@ -14,6 +14,7 @@
 #include "cache/cache.h"
 #include "cache/redis.h"
 #include "log/log.h"
+#include "stats/stats.h"
 #include "session/verdict.h"
 #include "util/mem.h"
 
@@ -401,6 +402,52 @@ const char *cache_name(const struct cache *c)
     return c->name;
 }
 
+/*
+ * Client records in the local store (LMDB or memory): every key but the
+ * bookkeeping ones, which start with '_' (the last cleanup time and the
+ * pending marks); -1 for Redis, whose count is the fleet's, not ours.
+ */
+long long cache_entries(struct cache *c)
+{
+    long long n = 0;
+
+    if (c->rt)
+        return -1;
+    if (c->env == NULL) {
+        for (size_t i = 0; i < c->nslots; i++)
+            for (const struct entry *e = c->slots[i]; e; e = e->next)
+                n += e->addr[0] != '_';
+        return n;
+    }
+    /* The lookups' read transaction: one per thread (no MDB_NOTLS). */
+    MDB_cursor *cur;
+    MDB_stat st;
+    MDB_val k = {1, (void *)"_"}, v;
+    int rc = c->rtxn ? mdb_txn_renew(c->rtxn) : mdb_txn_begin(c->env, NULL, MDB_RDONLY, &c->rtxn);
+    if (rc != 0)
+        return -1;
+    if (mdb_stat(c->rtxn, c->dbi, &st) != 0 || mdb_cursor_open(c->rtxn, c->dbi, &cur) != 0) {
+        mdb_txn_reset(c->rtxn);
+        return -1;
+    }
+    n = (long long)st.ms_entries;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+         rc == 0 && k.mv_size > 0 && *(const char *)k.mv_data == '_';
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
+        n--;
+    mdb_cursor_close(cur);
+    mdb_txn_reset(c->rtxn);
+    return n;
+}
+
+/* 1 while the store answers; 0 while Redis is unavailable. */
+int cache_up(const struct cache *c)
+{
+    if (c->rt == NULL)
+        return 1;
+    return c->link && redis_link_up(c->link) ? 1 : 0;
+}
+
 static struct entry *find(const struct cache *c, const char *addr)
 {
     for (struct entry *e = c->slots[hash(addr) & (c->nslots - 1)]; e; e = e->next)
@@ -777,6 +824,8 @@ static void on_cleanup(evutil_socket_t fd, short what, void *arg)
     }
     msg_info("cache %s %s cleanup: retained=%zu dropped=%zu entries", c->name,
              st == 1 ? "full" : "partial", c->retained, c->dropped);
+    stats.cache_cleanups++;
+    stats.cache_cleanup_dropped += c->dropped;
     c->running = false;
     free(c->resume);
     c->resume = NULL;

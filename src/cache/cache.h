@@ -48,6 +48,9 @@
  * a record is kept iff no enabled test would be due at now - retention.
  * Each run ends with postscreen's "cache NAME full cleanup: retained=R
  * dropped=D entries" line.
+ *
+ * For /metrics: cache_entries() counts the client records in the local
+ * store (-1 for Redis); cache_up() is 0 while Redis is unavailable.
  */
 #ifndef MXS_CACHE_H
 #define MXS_CACHE_H
@@ -84,6 +87,8 @@ void cache_cancel(struct cache_req *req);
 long cache_record_ttl(const struct cache_opts *o, const char *record, time_t now);
 void cache_free(struct cache *c);
 const char *cache_name(const struct cache *c);
+long long cache_entries(struct cache *c);
+int cache_up(const struct cache *c);
 bool cache_get(struct cache *c, const char *addr, char *buf, size_t len);
 int cache_put(struct cache *c, const char *addr, const char *record);
 struct cache *cache_open_store(const char *map, const struct cache_opts *o, char *err,

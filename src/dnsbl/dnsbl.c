@@ -16,9 +16,11 @@
 #include <stdint.h>
 #include <sys/random.h>
 #include <sys/time.h>
+#include <time.h>
 
 #include "dnsbl/dnsbl.h"
 #include "log/log.h"
+#include "stats/stats.h"
 #include "util/list.h"
 #include "util/mem.h"
 
@@ -53,6 +55,7 @@ struct dnsbl_lookup {
     time_t timeout;                  /* postscreen_dnsbl_timeout */
     int min_ttl, max_ttl;            /* postscreen_dnsbl_min_ttl / max_ttl */
     struct dnsbl_score score;        /* the score so far */
+    struct timespec sent;            /* when the queries went out (monotonic) */
     struct waiter *waiters;          /* sessions to call back when done */
     struct request *requests;        /* one per domain */
     struct event *timer;             /* reply timeout, then expiry */
@@ -277,9 +280,13 @@ static void on_lookup_timer(evutil_socket_t fd, short what, void *arg)
     (void)what;
     if (!l->done) {
         for (struct request *r = l->requests; r; r = r->next)
-            if (!r->answered)
+            if (!r->answered) {
+                struct stats_list *sl = stats_list(l->sites->domains[r->domain].name);
+                sl->timeouts++;
+                sl->last_error = time(NULL);
                 msg_warn("dnsblog reply timeout %llds for %s", (long long)l->timeout,
                          l->sites->domains[r->domain].name);
+            }
         return;
     }
     lookup_maybe_free(l);
@@ -399,6 +406,11 @@ static void on_answer(void *arg, int status, int timeouts, unsigned char *abuf, 
     if (status == ARES_EDESTRUCTION || status == ARES_ECANCELLED)
         return; /* shutting down: dnsbl_free() frees the lookups */
     r->answered = true;
+    struct stats_list *sl = stats_list(domain);
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    stats_hist_add(&sl->rtt, (double)(now.tv_sec - l->sent.tv_sec) +
+                                 (double)(now.tv_nsec - l->sent.tv_nsec) / 1e9);
     if (status == ARES_SUCCESS) {
         struct ares_addrttl at[DNSBL_MAX_ADDRS];
         int na = DNSBL_MAX_ADDRS;
@@ -407,6 +419,8 @@ static void on_answer(void *arg, int status, int timeouts, unsigned char *abuf, 
             for (int i = 0; i < na; i++) {
                 if (error_code(&at[i].ipaddr)) {
                     bad = true;
+                    sl->error_codes++;
+                    sl->last_error = time(NULL);
                     struct listinfo *li = list_info(d, domain);
                     li->error_codes++;
                     char text[INET_ADDRSTRLEN];
@@ -424,13 +438,25 @@ static void on_answer(void *arg, int status, int timeouts, unsigned char *abuf, 
             if (bad) {
                 n = 0;
                 ttl = -1;
+            } else if (n > 0) {
+                sl->listed++;
+            } else {
+                sl->not_listed++;
             }
+        } else {
+            /* An answer that does not parse: a failure, as c-ares would
+             * have reported it. */
+            sl->errors++;
+            sl->last_error = time(NULL);
         }
     } else if (status == ARES_ENOTFOUND || status == ARES_ENODATA) {
+        sl->not_listed++;
         ttl = negative_ttl(abuf, alen);
     } else {
         struct listinfo *li = list_info(d, domain);
         li->errors++;
+        sl->errors++;
+        sl->last_error = time(NULL);
         if (may_warn(li, 0))
             msg_warn("DNSBL lookup error for DNS query %s: %s; counted as not listed (%lu "
                      "errors so far)",
@@ -483,6 +509,7 @@ struct dnsbl_lookup *dnsbl_lookup(struct dnsbl *d, const struct dnsbl_sites *sit
         l->inflight = true;
         d->inflight++;
         l->pending = 1;
+        clock_gettime(CLOCK_MONOTONIC, &l->sent);
         struct timeval tv = {timeout, 0};
         evtimer_add(l->timer, &tv);
         for (size_t i = 0; sites && i < sites->ndomains; i++) {
@@ -496,6 +523,7 @@ struct dnsbl_lookup *dnsbl_lookup(struct dnsbl *d, const struct dnsbl_sites *sit
                 continue;
             }
             l->pending++;
+            stats_list(sites->domains[i].name)->queries++;
             ares_query(d->ch, r->qname, ns_c_in, ns_t_a, on_answer, r);
         }
         if (!evtimer_pending(d->tmo, NULL))
@@ -504,6 +532,8 @@ struct dnsbl_lookup *dnsbl_lookup(struct dnsbl *d, const struct dnsbl_sites *sit
         if (--l->pending == 0)
             complete(l);
         l->refs--;
+    } else {
+        stats.dnsbl_reused++; /* no query: a lookup done or under way for the address */
     }
     l->refs++;
     if (!l->done) {

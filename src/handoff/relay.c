@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "handoff/relay.h"
+#include "stats/stats.h"
 #include "log/log.h"
 #include "util/mem.h"
 
@@ -111,6 +112,7 @@ static int flush(struct dir *d)
             splice(d->pipe[0], NULL, d->dst, NULL, d->pending, SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
         if (n > 0) {
             d->pending -= (size_t)n;
+            stats.relay_bytes[d == &d->r->d[0] ? SD_TO_BACKEND : SD_TO_CLIENT] += (uint64_t)n;
             touch(d->r);
             continue;
         }

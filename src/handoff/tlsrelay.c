@@ -19,6 +19,7 @@
 #include <openssl/err.h>
 
 #include "handoff/tlsrelay.h"
+#include "stats/stats.h"
 #include "util/mem.h"
 
 enum want {
@@ -158,6 +159,12 @@ static void end_read(struct end *e)
     }
 }
 
+/* N bytes delivered to end E (e[0] is the client, e[1] the backend). */
+static void count(const struct end *e, size_t n)
+{
+    stats.relay_bytes[e == &e->t->e[0] ? SD_TO_CLIENT : SD_TO_BACKEND] += n;
+}
+
 /* Write E's pending bytes to it; shut its sending half once the other end
  * has ended and everything is out. */
 static void end_write(struct end *e)
@@ -172,6 +179,7 @@ static void end_write(struct end *e)
             int w = SSL_write(e->ssl, b->data + b->off, (int)n);
             if (w > 0) {
                 b->off += (size_t)w;
+                count(e, (size_t)w);
                 touch(e->t);
                 continue;
             }
@@ -190,6 +198,7 @@ static void end_write(struct end *e)
         ssize_t w = send(e->fd, b->data + b->off, n, MSG_NOSIGNAL);
         if (w > 0) {
             b->off += (size_t)w;
+            count(e, (size_t)w);
             touch(e->t);
         } else if (w < 0 && (errno == EAGAIN || errno == EINTR)) {
             e->write_want = WANT_WRITE;

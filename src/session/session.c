@@ -29,15 +29,18 @@
 #include "session/verdict.h"
 #include "smtp/engine.h"
 #include "smtp/reply.h"
+#include "stats/stats.h"
 #include "util/sbuf.h"
 #include "util/mem.h"
 
+/* The states are the phases that /metrics counts (stats.h). */
 enum sstate {
-    SS_UPSTREAM, /* reading the upstream PROXY header */
-    SS_EARLY,    /* before-220 tests: the teaser and the greet wait */
-    SS_ENGINE,   /* in the SMTP engine */
-    SS_HANDOFF,  /* the backend has not taken the client yet */
-    SS_RELAY,    /* the backend has the client */
+    SS_START = SP_START,       /* accepted: the flow's checks and the allowlist lookup */
+    SS_UPSTREAM = SP_UPSTREAM, /* reading the upstream PROXY header */
+    SS_EARLY = SP_EARLY,       /* before-220 tests: the teaser and the greet wait */
+    SS_ENGINE = SP_ENGINE,     /* in the SMTP engine */
+    SS_HANDOFF = SP_HANDOFF,   /* the backend has not taken the client yet */
+    SS_RELAY = SP_RELAY,       /* the backend has the client */
 };
 
 struct session {
@@ -179,6 +182,7 @@ static void check_queue_done(struct server *srv, const struct settings *st)
     srv->check_queue--;
     if (srv->stress && srv->check_queue <= (size_t)(0.7 * (double)st->pre_queue_limit)) {
         srv->stress = false;
+        stats.stress = false;
         msg_info("leaving STRESS mode with %zu connections", srv->check_queue);
     }
 }
@@ -198,11 +202,43 @@ static void ev_stop(struct session *s)
         event_del(&s->ev);
 }
 
+/* Seconds since the early phase began (for the greet-wait histogram). */
+static double early_seconds(const struct session *s)
+{
+    struct timeval now;
+
+    gettimeofday(&now, NULL);
+    int64_t us = (int64_t)now.tv_sec * 1000000 + now.tv_usec - s->mark_us;
+    return us < 0 ? 0 : (double)us / 1e6;
+}
+
+/* Move the session to state TO (SP__COUNT: gone), keeping the phase
+ * gauges and the greet-wait histogram. */
+static void set_state(struct session *s, unsigned to)
+{
+    if (s->state == SS_EARLY && to != SS_EARLY)
+        stats_hist_add(&stats.greet_wait, early_seconds(s));
+    stats_phase((enum stats_phase)s->state, (enum stats_phase)to);
+    if (to != SP__COUNT)
+        s->state = (enum sstate)to;
+}
+
+/* Count a test failure and, unless ignored, remember the client. */
+static void count_failure(struct session *s, enum test_id t, enum psc_action a, const char *why)
+{
+    static const char *const actions[] = {"ignore", "enforce", "drop"};
+
+    stats.failures[t][a]++;
+    if (a != ACTION_IGNORE)
+        stats_reject(s->client.addr, s->client.port, why, actions[a]);
+}
+
 /* Free the session and everything it counts. */
 static void session_free(struct session *s)
 {
     struct server *srv = s->srv;
 
+    set_state(s, SP__COUNT);
     ev_stop(s);
     if (s->lookup)
         dnsbl_release(s->lookup, s);
@@ -256,6 +292,7 @@ static void on_handoff(void *ctx, enum handoff_event ev)
     case HANDOFF_FAIL_CONNECT:
     case HANDOFF_FAIL_PASS:
         handoff_failed(s);
+        stats.handoff_failures[s->st->mode]++;
         if (s->teaser_sent) {
             /* A 421 now would break the multi-line greeting: the X21 path. */
             s->v.final_reply = "421 4.3.2 No system resources\r\n";
@@ -269,8 +306,15 @@ static void on_handoff(void *ctx, enum handoff_event ev)
     case HANDOFF_TAKEN:
         /* The client socket belongs to the hand-off (or smtpd) now. */
         s->fd = -1;
-        s->state = SS_RELAY;
+        set_state(s, SS_RELAY);
+        stats.handoffs[s->st->mode]++;
         srv->relays++;
+        /* Screening is over: like postscreen once smtpd has the client,
+         * the address no longer counts this session (the per-client limit,
+         * and the allowlist lookup of its next connection: PASS OLD). */
+        if (s->ip)
+            ipstate_release(srv->ips, s->ip);
+        s->ip = NULL;
         srv->post_queue--;
         s->in_post = false;
         check_queue_done(srv, s->st);
@@ -291,7 +335,7 @@ static void on_handoff(void *ctx, enum handoff_event ev)
 /* Hand the client to the backend. */
 static void hand_off(struct session *s)
 {
-    s->state = SS_HANDOFF;
+    set_state(s, SS_HANDOFF);
     s->srv->post_queue++;
     s->in_post = true;
     s->ho = handoff_start(s->srv->base, s->st, s->fd, &s->client, s->server, on_handoff, s);
@@ -330,11 +374,15 @@ static void log_verdict(struct session *s)
         if (!old)
             s->ip->pass_new_logged = 1;
         msg_info("PASS %s [%s]:%s", old ? "OLD" : "NEW", s->client.addr, s->client.port);
+        stats.verdicts[old ? SV_PASS_OLD : SV_PASS_NEW]++;
     }
     if (v->pass && s->st->cache_enabled && s->srv->cache) {
         char rec[VERDICT_RECORD_MAX];
         verdict_format(rec, sizeof(rec), s->ip->stamps, s->st->enabled);
-        cache_put(s->srv->cache, s->ip->addr, rec);
+        if (cache_put(s->srv->cache, s->ip->addr, rec) < 0)
+            stats.cache_write_errors++;
+        else
+            stats.cache_writes++;
     }
 }
 
@@ -373,6 +421,8 @@ static void on_replay(void *ctx, enum handoff_event ev)
         /* postscreen's way: the RCPT reply says "come back"; the client
          * is allowlisted by now, so its retry goes straight through. */
         handoff_failed(s);
+        stats.handoff_failures[s->st->mode]++;
+        stats.replay_failures++;
         msg_warn("replay of [%s]:%s to %s failed: the client is told to try again", s->client.addr,
                  s->client.port, s->st->backend_name);
         engine_replay_done(s->eng, NULL, 0);
@@ -385,6 +435,7 @@ static void on_replay(void *ctx, enum handoff_event ev)
         first_line(esc, sizeof(esc), text, len);
         msg_info("REPLAY [%s]:%s to %s: %s %s", s->client.addr, s->client.port, s->st->backend_name,
                  refused ? "MAIL refused:" : "RCPT", esc);
+        stats.replays++;
         engine_replay_done(s->eng, text, len);
         return;
     }
@@ -456,7 +507,7 @@ static void start_engine(struct session *s, bool x21)
         .ctx = s,
     };
 
-    s->state = SS_ENGINE;
+    set_state(s, SS_ENGINE);
     s->fd = -1; /* the engine's now, whatever happens */
     s->eng = engine_start(&a);
 }
@@ -572,6 +623,7 @@ static void early_end(struct session *s)
         } else {
             msg_info("DNSBL rank %d for [%s]:%s", s->dnsbl_total, s->client.addr, s->client.port);
             v->fail |= TEST_BIT(TEST_DNSBL);
+            count_failure(s, TEST_DNSBL, st->dnsbl_action, "DNSBL");
             switch (st->dnsbl_action) {
             case ACTION_DROP:
                 dnsbl_reject(s, "521", listed_by);
@@ -641,6 +693,7 @@ static void on_early(evutil_socket_t fd, short what, void *arg)
     if (n <= 0) {
         msg_info("HANGUP after %s from [%s]:%s in tests before SMTP handshake", t, s->client.addr,
                  s->client.port);
+        stats.verdicts[SV_HANGUP]++;
         v->hangup = true;
         v->noforward = true;
         conclude(s);
@@ -649,6 +702,7 @@ static void on_early(evutil_socket_t fd, short what, void *arg)
     log_escape(esc, sizeof(esc), buf, (size_t)n, LOG_PEER_TEXT_MAX);
     msg_info("PREGREET %zd after %s from [%s]:%s: %s", n, t, s->client.addr, s->client.port, esc);
     v->fail |= TEST_BIT(TEST_PREGREET);
+    count_failure(s, TEST_PREGREET, s->st->greet_action, "PREGREET");
     switch (s->st->greet_action) {
     case ACTION_DROP:
         ev_stop(s);
@@ -714,7 +768,7 @@ static void early_start(struct session *s)
     struct verdict *v = &s->v;
     struct timeval tv;
 
-    s->state = SS_EARLY;
+    set_state(s, SS_EARLY);
     struct timeval start;
     gettimeofday(&start, NULL);
     s->mark_us = tv_us(&start);
@@ -730,6 +784,7 @@ static void early_start(struct session *s)
             early_elapsed(s, t, sizeof(t), &d);
             msg_info("HANGUP after %s from [%s]:%s in tests before SMTP handshake", t,
                      s->client.addr, s->client.port);
+            stats.verdicts[SV_HANGUP]++;
             v->hangup = true;
             v->noforward = true;
             conclude(s);
@@ -764,6 +819,7 @@ static void session_start(struct session *s)
 
     msg_info("CONNECT from [%s]:%s to [%s]:%s", s->client.addr, s->client.port, s->server->addr,
              s->server->port);
+    stats.connections++;
     /* The address, or its network with prefix aggregation. */
     char key[ENDPOINT_KEY_MAX];
     endpoint_key(&s->client, st->v4prefix, st->v6prefix, key, sizeof(key));
@@ -773,17 +829,23 @@ static void session_start(struct session *s)
     verdict_init(v);
     if (!srv->stress && srv->check_queue >= (size_t)(0.9 * (double)st->pre_queue_limit)) {
         srv->stress = true;
+        stats.stress = true;
+        stats.stress_entered++;
         msg_info("entering STRESS mode with %zu connections", srv->check_queue);
     }
     if (st->client_limit > 0 && s->ip->count > (unsigned long long)st->client_limit) {
         msg_info("NOQUEUE: reject: CONNECT from [%s]:%s: too many connections", s->client.addr,
                  s->client.port);
+        stats.limits[SL_CLIENT_CONNECTIONS]++;
+        stats_reject(s->client.addr, s->client.port, "too many connections", "421");
         drop(s, "421 4.7.0 Error: too many connections\r\n");
         return;
     }
     if (st->post_queue_limit > 0 && srv->post_queue >= (size_t)st->post_queue_limit) {
         msg_info("NOQUEUE: reject: CONNECT from [%s]:%s: all server ports busy", s->client.addr,
                  s->client.port);
+        stats.limits[SL_POST_QUEUE]++;
+        stats_reject(s->client.addr, s->client.port, "all server ports busy", "421");
         drop(s, "421 4.3.2 All server ports are busy\r\n");
         return;
     }
@@ -791,11 +853,16 @@ static void session_start(struct session *s)
     case ACL_PERMIT:
         msg_info("%s [%s]:%s", word(s, "ALLOWLISTED", "WHITELISTED"), s->client.addr,
                  s->client.port);
+        stats.verdicts[SV_ALLOWLISTED]++;
         conclude(s);
         return;
     case ACL_REJECT:
         msg_info("%s [%s]:%s", word(s, "DENYLISTED", "BLACKLISTED"), s->client.addr,
                  s->client.port);
+        stats.verdicts[SV_DENYLISTED]++;
+        if (st->denylist_action != ACTION_IGNORE)
+            stats_reject(s->client.addr, s->client.port, "DENYLISTED",
+                         st->denylist_action == ACTION_DROP ? "drop" : "enforce");
         v->other_fail = true;
         switch (st->denylist_action) {
         case ACTION_DROP:
@@ -830,6 +897,7 @@ static void session_start(struct session *s)
             on_cache(s, true, rec);
             return;
         case CACHE_MISS:
+            stats.cache_lookups[SC_MISS]++;
             break;
         }
         verdict_new(v, s->ip->stamps, st->enabled);
@@ -852,12 +920,15 @@ static void on_cache(void *ctx, bool found, const char *rec)
         s->ip->lookups--;
     }
     if (!found) {
+        stats.cache_lookups[SC_MISS]++;
         verdict_new(v, s->ip->stamps, s->st->enabled);
     } else {
         verdict_parse(rec, s->ip->stamps);
         verdict_todo(v, s->ip->stamps, time(NULL), s->st->enabled);
+        stats.cache_lookups[v->todo == 0 ? SC_HIT : SC_STALE]++;
         if (v->todo == 0) {
             msg_info("PASS OLD [%s]:%s", s->client.addr, s->client.port);
+            stats.verdicts[SV_PASS_OLD]++;
             conclude(s);
             return;
         }
@@ -878,11 +949,14 @@ static void screen(struct session *s)
         v->noforward = true;
         msg_info("%s [%s]:%s", word(s, "ALLOWLIST VETO", "WHITELIST VETO"), s->client.addr,
                  s->client.port);
+        stats.verdicts[SV_ALLOWLIST_VETO]++;
     }
     if (st->pre_queue_limit > 0 &&
         srv->check_queue - srv->post_queue >= (size_t)st->pre_queue_limit) {
         msg_info("reject: connect from [%s]:%s: all screening ports busy", s->client.addr,
                  s->client.port);
+        stats.limits[SL_PRE_QUEUE]++;
+        stats_reject(s->client.addr, s->client.port, "all screening ports busy", "421");
         drop(s, "421 4.3.2 All screening ports are busy\r\n");
         return;
     }
@@ -990,6 +1064,7 @@ void session_accept(struct server *srv, int fd, const struct sockaddr *peer, soc
     s->st = settings_ref(srv->st);
     s->fd = fd;
     srv->sessions++;
+    stats_phase(SP__COUNT, SP_START);
     if (endpoint_set(&s->client, peer, peerlen) < 0) {
         msg_warn("accept: unexpected peer address -- dropping this connection");
         upstream_fail(s);
@@ -1008,7 +1083,7 @@ void session_accept(struct server *srv, int fd, const struct sockaddr *peer, soc
     }
     if (s->st->upstream_proxy) {
         struct timeval tv = {s->st->upstream_timeout, 0};
-        s->state = SS_UPSTREAM;
+        set_state(s, SS_UPSTREAM);
         ev_set(s, fd, EV_READ | EV_PERSIST | EV_ET, on_upstream);
         struct timeval now;
         event_base_gettimeofday_cached(srv->base, &now);

@@ -10,6 +10,7 @@
 #include "dnsbl/sites.h"
 #include "log/log.h"
 #include "session/settings.h"
+#include "stats/http.h"
 #include "session/verdict.h"
 #include "smtp/engine.h"
 #include "tls/tls.h"
@@ -58,6 +59,14 @@ struct settings *settings_build(struct conf *cf, char *err, size_t errlen)
         goto fail;
     }
     st->mode = (enum handoff_mode)conf_num(cf, P_MXS_HANDOFF);
+    const char *stats_listen = conf_str(cf, P_MXS_STATS_LISTEN);
+    if (*stats_listen) {
+        if (http_listen_parse(stats_listen, &st->stats_listen, e, sizeof(e)) < 0) {
+            where_err(cf, P_MXS_STATS_LISTEN, e, err, errlen);
+            goto fail;
+        }
+        st->stats_on = true;
+    }
     st->backend_name = conf_str(cf, P_MXS_BACKEND);
     if (hostport_parse(st->backend_name, &st->backend, e, sizeof(e)) < 0) {
         where_err(cf, P_MXS_BACKEND, e, err, errlen);

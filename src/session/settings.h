@@ -67,6 +67,8 @@ struct settings {
     struct cache_opts cache_opts;     /* for cache_open(): the above, Redis, fallback */
     enum handoff_mode mode;           /* mxscreen_handoff */
     struct hostport backend;          /* mxscreen_backend */
+    bool stats_on;                    /* mxscreen_stats_listen is set */
+    struct hostport stats_listen;     /* ...its address (loopback) or UNIX socket */
     const char *backend_name;         /* its text, for log lines */
     int proxy_version;                /* mxscreen_proxy_protocol: 1 or 2 */
     time_t connect_timeout;           /* mxscreen_backend_connect_timeout */

@@ -29,6 +29,7 @@
 #include "smtp/engine_int.h"
 #include "smtp/parse.h"
 #include "smtp/reader.h"
+#include "stats/stats.h"
 #include "util/mem.h"
 
 #define ENGINE_READ_SIZE  4096
@@ -210,6 +211,7 @@ static void hangup(struct engine *e)
     elapsed(e, t, sizeof(t));
     msg_info("HANGUP after %s from [%s]:%s in tests after SMTP handshake", t, e->client.addr,
              e->client.port);
+    stats.verdicts[SV_HANGUP]++;
     e->v->hangup = true;
     e->out.len = e->out_off = 0;
     end_session(e, NULL);
@@ -321,10 +323,21 @@ static bool fail_test(struct engine *e, enum test_id t, const char *drop_reply)
     struct verdict *v = e->v;
     unsigned bit = TEST_BIT(t);
 
+    static const char *const why[TEST__COUNT] = {
+        [TEST_PIPELINING] = "COMMAND PIPELINING",
+        [TEST_NON_SMTP] = "NON-SMTP COMMAND",
+        [TEST_BARE_NEWLINE] = "BARE NEWLINE",
+    };
+    static const char *const actions[] = {"ignore", "enforce", "drop"};
+
     v->fail |= bit;
     v->pass &= ~bit;
     e->stamps[t] = STAMP_DISABLED;
     v->skip |= bit;
+    stats.failures[t][e->cf->action[t]]++;
+    if (e->cf->action[t] != ACTION_IGNORE)
+        stats_reject(e->client.addr, e->client.port, why[t] ? why[t] : "test",
+                     actions[e->cf->action[t]]);
     switch (e->cf->action[t]) {
     case ACTION_DROP:
         end_session(e, drop_reply);
@@ -541,6 +554,7 @@ static void rcpt_reject(struct engine *e, const char *addr)
     smtp_printable(helo);
     msg_info("NOQUEUE: reject: RCPT from [%s]:%s: %s; from=<%s>, to=<%s>, proto=%s, helo=<%s>",
              e->client.addr, e->client.port, reply, from, to, e->proto, helo);
+    stats.rcpt_rejects++;
     free(rcpt);
     send_reply(e, e->v->rcpt_reply);
 }
@@ -721,6 +735,8 @@ static bool execute(struct engine *e, const char *line, size_t len)
     if (++e->command_count > cf->command_count_limit && !(cmd && cmd->action == cmd_quit)) {
         msg_info("COMMAND COUNT LIMIT from [%s]:%s after %s", e->client.addr, e->client.port,
                  saved_where);
+        stats.limits[SL_COMMAND_COUNT]++;
+        stats_reject(e->client.addr, e->client.port, "COMMAND COUNT LIMIT", "421");
         end_session(e, cf->reply_421);
         goto done;
     }
@@ -770,6 +786,8 @@ static void process(struct engine *e)
         if (st == READER_TOOLONG) {
             msg_info("COMMAND LENGTH LIMIT from [%s]:%s after %s", e->client.addr, e->client.port,
                      e->where);
+            stats.limits[SL_COMMAND_LENGTH]++;
+            stats_reject(e->client.addr, e->client.port, "COMMAND LENGTH LIMIT", "421");
             end_session(e, e->cf->reply_421);
             break;
         }
@@ -1025,6 +1043,8 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
         return;
     }
     msg_info("COMMAND TIME LIMIT from [%s]:%s after %s", e->client.addr, e->client.port, e->where);
+    stats.limits[SL_COMMAND_TIME]++;
+    stats_reject(e->client.addr, e->client.port, "COMMAND TIME LIMIT", "421");
     end_session(e, e->cf->timeout_reply);
     if (e->out_off < e->out.len && !flush(e)) {
         engine_close(e);

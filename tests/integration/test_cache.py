@@ -161,3 +161,23 @@ def test_a_killed_process_leaves_a_readable_cache(workdir):
             handed_off(mx2, "127.0.5.8")
     finally:
         be.close()
+
+
+def test_pass_old_while_an_earlier_connection_is_relayed(workdir):
+    """A known client's second connection, while its first is relayed to
+    the backend, is looked up and logged PASS OLD, as postscreen does once
+    smtpd has the first: a relayed session no longer counts for its address."""
+    from fakebackend import FakeBackend
+    with FakeBackend() as fb:
+        p = params(workdir, fb, postscreen_pipelining_enable="no",
+                   postscreen_greet_banner="$smtpd_banner", postscreen_greet_wait="1s")
+        with Mxscreen(workdir, p) as mx:
+            first = mx.connect(src="127.0.5.9")
+            while not recv_line(first).startswith(b"220 "):  # teaser, wait, backend
+                pass
+            mx.wait_for_log(r"PASS NEW \[127\.0\.5\.9\]:\d+$")
+            second = mx.connect(src="127.0.5.9")  # the first is still relayed
+            assert recv_line(second).startswith(b"220 fake.test")  # at once: no teaser
+            mx.wait_for_log(r"PASS OLD \[127\.0\.5\.9\]:\d+$")
+            second.close()
+            first.close()
