@@ -8,7 +8,7 @@ set -eu
 
 PACKAGES="build-essential meson ninja-build pkg-config clang-format
   libevent-dev libc-ares-dev liblmdb-dev libhiredis-dev libssl-dev openssl libpcre2-dev
-  libcmocka-dev python3 python3-pytest python3-dnslib postfix redis-server
+  zlib1g-dev libcmocka-dev python3 python3-pytest python3-dnslib postfix redis-server
   iproute2 fail2ban"
 
 missing=""
