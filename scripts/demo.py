@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
@@ -80,10 +81,19 @@ def main():
                 print(line)
         say("the delivered message")
         print(msg)
+        say("what mxscreen counted so far (http://127.0.0.1:9325/metrics; the dashboard "
+            "is http://127.0.0.1:9325/)")
+        with urllib.request.urlopen("http://127.0.0.1:9325/metrics", timeout=5) as r:
+            for line in r.read().decode().splitlines():
+                if line.startswith(("mxscreen_connections_total", "mxscreen_verdicts_total",
+                                    "mxscreen_test_failures_total{test=\"pregreet\"")) \
+                        and not line.endswith(" 0"):
+                    print(line)
         ok = True
         if not once:
             say("mxscreen is running on port 25 in front of that Postfix; "
-                "try: telnet 127.0.0.1 25.  Ctrl-C stops both.")
+                "try: telnet 127.0.0.1 25, and open http://127.0.0.1:9325/ for the "
+                "dashboard.  Ctrl-C stops both.")
             signal.sigwait([signal.SIGINT, signal.SIGTERM])
     except KeyboardInterrupt:
         pass

@@ -26,4 +26,9 @@ def test_demo_once_delivers_through_the_shipped_config():
     assert re.search(r"greeting after [0-2]\.\d s: backend\.demo", out), out
     assert "client=unknown[127.0.0.2]" in out
     assert "Screened by mxscreen, delivered by Postfix." in out
+    # The shipped configuration's stats listener counted the same clients.
+    assert re.search(r'^mxscreen_verdicts_total\{verdict="pass_new"\} 1$', out, re.M), out
+    assert re.search(r'^mxscreen_verdicts_total\{verdict="pass_old"\} 1$', out, re.M), out
+    assert re.search(r'^mxscreen_test_failures_total\{test="pregreet",action="\w+"\} 1$', out,
+                     re.M), out
     assert "demo finished" in out

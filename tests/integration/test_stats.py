@@ -15,7 +15,7 @@ import time
 import pytest
 
 from fakebackend import FakeBackend
-from mxs import ROOT, Mxscreen, free_port, recv_all, recv_line, run_mxscreen
+from mxs import BIN, ROOT, Mxscreen, free_port, recv_all, recv_line, run_mxscreen
 
 ARTIFACTS = os.path.join(ROOT, "test-artifacts")
 
@@ -220,6 +220,18 @@ def test_counts_equal_what_was_sent_and_what_was_logged(workdir, dns):
     assert metric(samples, "mxscreen_handoffs_total", mode="proxy") == 4
     assert metric(samples, "mxscreen_greet_wait_seconds_count") == 5
     assert metric(samples, "mxscreen_rejected_clients_total") == 3
+    # mxscreen-stats reads the same numbers from the log.
+    tool = os.path.join(os.path.dirname(BIN), "mxscreen-stats")
+    rep = json.loads(subprocess.run([tool, "-j", mx.log_path], capture_output=True, check=True,
+                                    timeout=60).stdout)["verdicts"]
+    for key, want in [("connect", st["connections"]), ("pass_new", st["verdicts"]["pass_new"]),
+                      ("pass_old", st["verdicts"]["pass_old"]),
+                      ("allowlisted", st["verdicts"]["allowlisted"]),
+                      ("denylisted", st["verdicts"]["denylisted"]),
+                      ("pregreet", st["failures"]["pregreet"]["drop"]),
+                      ("dnsbl_rank", st["failures"]["dnsbl"]["drop"]),
+                      ("hangup_before_handshake", st["verdicts"]["hangup"])]:
+        assert rep[key]["connections"] == want, key
     # Conventions: every family has HELP and TYPE; counters end in _total.
     names = {n for n, _ in samples}
     for n in names:
