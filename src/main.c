@@ -215,13 +215,83 @@ static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
     event_add(stop_timer, &tv);
 }
 
-/* SIGHUP: configuration reload arrives with a later version. */
+/* The command line's configuration, read again at a reload. */
+static const char *conf_file;
+static const char *const *conf_overrides;
+static size_t conf_noverrides;
+
+/*
+ * What a running process keeps from its start: its ports and user (the
+ * privileges are gone), the allowlist store it opened, the stats
+ * listener, the log, and the DNS servers of the DNSBL resolver.
+ */
+static const enum param_id restart_only[] = {
+    P_MXS_LISTEN,
+    P_MXS_REUSEPORT,
+    P_MXS_USER,
+    P_PSC_CACHE_MAP,
+    P_PSC_CACHE_RETENTION_TIME,
+    P_PSC_CACHE_CLEANUP_INTERVAL,
+    P_MXS_REDIS_PASSWORD,
+    P_MXS_REDIS_USER,
+    P_MXS_REDIS_PREFIX,
+    P_MXS_REDIS_TIMEOUT_MS,
+    P_MXS_CACHE_FALLBACK,
+    P_MXS_CACHE_FALLBACK_MAP,
+    P_MXS_STATS_LISTEN,
+    P_MAILLOG_FILE,
+    P_SYSLOG_NAME,
+    P_SYSLOG_FACILITY,
+    P_MXS_LOG_TARGET,
+    P_MXS_DNS_SERVERS,
+};
+
+/*
+ * SIGHUP: read the configuration again and use it for new connections.
+ * A configuration that does not load is refused with its error and the
+ * running one stays; sessions in progress finish under the settings they
+ * started with (each holds a reference).  Nothing is closed or re-bound,
+ * so no connection is refused or reset by a reload.
+ */
 static void on_hup(evutil_socket_t sig, short what, void *arg)
 {
+    char err[1024], where[512];
+
     (void)sig;
     (void)what;
     (void)arg;
-    msg_warn("SIGHUP: configuration reload is not implemented yet -- ignored");
+    msg_info("reloading the configuration from %s", conf_file);
+    struct conf *cf = conf_load(conf_file, conf_overrides, conf_noverrides, err, sizeof(err));
+    struct settings *st = cf ? settings_build(cf, server.st, err, sizeof(err)) : NULL;
+    if (st == NULL) {
+        conf_free(cf);
+        stats.reloads_failed++;
+        msg_warn("reload failed: %s -- the running configuration stays", err);
+        return;
+    }
+    const struct conf *old = server.st->cf;
+    for (size_t i = 0; i < sizeof(restart_only) / sizeof(restart_only[0]); i++) {
+        enum param_id id = restart_only[i];
+        if (strcmp(conf_str(old, id), conf_str(cf, id)) != 0)
+            msg_warn("%s: parameter %s changed: it takes effect when mxscreen restarts",
+                     conf_where(cf, id, where, sizeof(where)), param_table[id].name);
+    }
+    /* DNSBLs named for the first time need the resolver (with the DNS
+     * servers of the start). */
+    if ((st->enabled & TEST_BIT(TEST_DNSBL)) && server.dnsbl == NULL &&
+        (server.dnsbl =
+             dnsbl_new(server.base, conf_str(old, P_MXS_DNS_SERVERS), err, sizeof(err))) == NULL)
+        msg_warn("reload: mxscreen_dns_servers: %s; the DNSBL test does not run", err);
+    if (server.cache)
+        cache_set_enabled(server.cache, st->enabled);
+    log_set_delay_resolution((int)conf_num(cf, P_DELAY_LOGGING_RESOLUTION_LIMIT));
+    engine_conf_warnings(st->engine);
+    settings_unref(server.st);
+    server.st = st;
+    stats.reloads++;
+    msg_info("configuration reloaded: new connections use it; %zu in progress finish under "
+             "the one they started with",
+             server.sessions);
 }
 
 /* Open the log named by the configuration. */
@@ -332,6 +402,9 @@ int main(int argc, char **argv)
     }
     if (path == NULL || optind != argc)
         usage();
+    conf_file = path;
+    conf_overrides = overrides;
+    conf_noverrides = noverrides;
     struct conf *cf = conf_load(path, overrides, noverrides, err, sizeof(err));
     if (cf == NULL)
         msg_fatal("%s", err);
@@ -340,7 +413,7 @@ int main(int argc, char **argv)
         conf_free(cf);
         return 0;
     }
-    struct settings *st = settings_build(cf, err, sizeof(err));
+    struct settings *st = settings_build(cf, NULL, err, sizeof(err));
     if (st == NULL)
         msg_fatal("%s", err);
     if (check_only) {

@@ -440,6 +440,14 @@ long long cache_entries(struct cache *c)
     return n;
 }
 
+/* The enabled tests changed (a reload): cleanup and TTLs follow them. */
+void cache_set_enabled(struct cache *c, unsigned enabled)
+{
+    c->enabled = enabled;
+    if (c->local)
+        c->local->enabled = enabled;
+}
+
 /* 1 while the store answers; 0 while Redis is unavailable. */
 int cache_up(const struct cache *c)
 {

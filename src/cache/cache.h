@@ -51,6 +51,8 @@
  *
  * For /metrics: cache_entries() counts the client records in the local
  * store (-1 for Redis); cache_up() is 0 while Redis is unavailable.
+ * cache_set_enabled() follows a reload's enabled tests (the retention
+ * rule and Redis TTLs depend on them).
  */
 #ifndef MXS_CACHE_H
 #define MXS_CACHE_H
@@ -89,6 +91,7 @@ void cache_free(struct cache *c);
 const char *cache_name(const struct cache *c);
 long long cache_entries(struct cache *c);
 int cache_up(const struct cache *c);
+void cache_set_enabled(struct cache *c, unsigned enabled);
 bool cache_get(struct cache *c, const char *addr, char *buf, size_t len);
 int cache_put(struct cache *c, const char *addr, const char *record);
 struct cache *cache_open_store(const char *map, const struct cache_opts *o, char *err,

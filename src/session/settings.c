@@ -42,7 +42,8 @@ static void where_err(const struct conf *cf, enum param_id id, const char *what,
 }
 
 /* Build run-time settings from CF (taking ownership of it on success). */
-struct settings *settings_build(struct conf *cf, char *err, size_t errlen)
+struct settings *settings_build(struct conf *cf, const struct settings *prev, char *err,
+                                size_t errlen)
 {
     struct settings *st = xcalloc(1, sizeof(*st));
     char e[512];
@@ -177,7 +178,7 @@ struct settings *settings_build(struct conf *cf, char *err, size_t errlen)
             goto fail;
         }
     }
-    st->engine = engine_conf_build(cf, err, errlen);
+    st->engine = engine_conf_build(cf, prev ? prev->engine : NULL, err, errlen);
     if (st->engine == NULL)
         goto fail;
     st->respectful = conf_bool(cf, P_RESPECTFUL_LOGGING);

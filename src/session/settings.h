@@ -88,7 +88,8 @@ struct settings {
     const char *myhostname;           /* $myhostname */
 };
 
-struct settings *settings_build(struct conf *cf, char *err, size_t errlen);
+struct settings *settings_build(struct conf *cf, const struct settings *prev, char *err,
+                                size_t errlen);
 struct settings *settings_ref(struct settings *st);
 void settings_unref(struct settings *st);
 enum psc_action settings_action(const struct conf *cf, enum param_id id);

@@ -12,6 +12,9 @@
  *                        commands, footers, limits, actions and TTLs, and
  *                        the TLS context for STARTTLS.  NULL with ERR set
  *                        (naming the parameter) when a value is wrong.
+ *                        At a reload, PREV (the running configuration)
+ *                        lends its TLS context when the key can no longer
+ *                        be read (mxscreen runs unprivileged by then).
  *   engine_start()       takes over the client socket, sends the greeting
  *                        (none to a client that failed the pregreet test)
  *                        and runs until the session ends.
@@ -100,7 +103,8 @@ struct engine_args {
     void *ctx;                       /* FN's context, owned by the caller */
 };
 
-struct engine_conf *engine_conf_build(const struct conf *cf, char *err, size_t errlen);
+struct engine_conf *engine_conf_build(const struct conf *cf, const struct engine_conf *prev,
+                                      char *err, size_t errlen);
 void engine_conf_free(struct engine_conf *ec);
 void engine_conf_warnings(const struct engine_conf *ec);
 struct engine *engine_start(const struct engine_args *a);

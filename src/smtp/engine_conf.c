@@ -198,7 +198,8 @@ static void where_err(const struct conf *cf, enum param_id id, const char *text,
 }
 
 /* Build the engine's configuration; see engine.h. */
-struct engine_conf *engine_conf_build(const struct conf *cf, char *err, size_t errlen)
+struct engine_conf *engine_conf_build(const struct conf *cf, const struct engine_conf *prev,
+                                      char *err, size_t errlen)
 {
     struct engine_conf *ec = xcalloc(1, sizeof(*ec));
     struct sbuf b = SBUF_INIT;
@@ -265,7 +266,14 @@ struct engine_conf *engine_conf_build(const struct conf *cf, char *err, size_t e
             where_err(cf, bad, e, err, errlen);
             goto fail;
         case TLS_NO_CERT:
-            ec->tls_problem = xstrdup(e);
+            /* At a reload, mxscreen runs unprivileged and may no longer
+             * read the key: keep the context loaded at start-up. */
+            if (prev && prev->tls && prev->enforce_tls == ec->enforce_tls) {
+                ec->tls = tls_server_ref(prev->tls);
+                ec->tls_kept = xstrdup(e);
+            } else {
+                ec->tls_problem = xstrdup(e);
+            }
             break;
         }
     }
@@ -325,6 +333,10 @@ void engine_conf_warnings(const struct engine_conf *ec)
         msg_warn("STARTTLS is offered but TLS is not available: %s; clients that send STARTTLS "
                  "get \"454 4.7.0 TLS not available due to local problem\"",
                  ec->tls_problem);
+    if (ec->tls_kept)
+        msg_warn("reload: %s; STARTTLS keeps the certificate and key loaded before (restart "
+                 "mxscreen to load new ones)",
+                 ec->tls_kept);
 }
 
 /* Release everything engine_conf_build() made. */
@@ -355,6 +367,7 @@ void engine_conf_free(struct engine_conf *ec)
     free(ec->filter);
     free(ec->tls_level_warning);
     free(ec->tls_problem);
+    free(ec->tls_kept);
     tls_server_free(ec->tls);
     free(ec);
 }

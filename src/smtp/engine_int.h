@@ -74,7 +74,8 @@ struct engine_conf {
     time_t min_ttl;                      /* the shortest of all TTLs (the "ignore" pass) */
     bool use_tls;                        /* offer STARTTLS */
     bool enforce_tls;                    /* require it */
-    struct tls_server *tls;              /* NULL when TLS is unavailable */
+    struct tls_server *tls;              /* NULL when TLS is unavailable (shared) */
+    char *tls_kept;                      /* reload: why the earlier keys were kept */
     char *tls_level_warning;             /* an unsupported level that became "encrypt" */
     char *tls_problem;                   /* why TLS is unavailable */
     char *footer;                        /* postscreen_reject_footer */

@@ -280,6 +280,13 @@ void stats_metrics(struct sbuf *out, const struct stats_view *v)
                  stats.sessions[i] < 0 ? 0 : (uint64_t)stats.sessions[i]);
     }
 
+    prom_family(out, "mxscreen_reloads_total", PROM_COUNTER,
+                "Configuration reloads (SIGHUP), by result.");
+    lb[0] = "result", lb[1] = "ok";
+    prom_u64(out, "mxscreen_reloads_total", lb, stats.reloads);
+    lb[1] = "failed";
+    prom_u64(out, "mxscreen_reloads_total", lb, stats.reloads_failed);
+
     prom_family(out, "mxscreen_stress_mode", PROM_GAUGE,
                 "1 while in STRESS mode (postscreen_pre_queue_limit nearly reached).");
     prom_u64(out, "mxscreen_stress_mode", NULL, stats.stress);
@@ -450,6 +457,8 @@ void stats_json(struct sbuf *out, const struct stats_view *v)
     sbuf_printf(out, ",\"started\":%lld,\"now\":%lld,\"stress\":%s,\"stress_entered\":%llu",
                 (long long)stats.started, (long long)now, stats.stress ? "true" : "false",
                 (unsigned long long)stats.stress_entered);
+    sbuf_printf(out, ",\"reloads\":%llu,\"reloads_failed\":%llu", (unsigned long long)stats.reloads,
+                (unsigned long long)stats.reloads_failed);
     sbuf_printf(out, ",\"connections\":%llu,\"rejected\":%llu,\"rcpt_rejects\":%llu",
                 (unsigned long long)stats.connections, (unsigned long long)rejected_total(),
                 (unsigned long long)stats.rcpt_rejects);

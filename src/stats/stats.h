@@ -124,6 +124,8 @@ struct stats {
     uint64_t cache_cleanups;           /* cleanup runs completed */
     uint64_t cache_cleanup_dropped;    /* records dropped by them */
     uint64_t dnsbl_reused;             /* DNSBL results reused from a recent lookup */
+    uint64_t reloads;                  /* configurations reloaded (SIGHUP) */
+    uint64_t reloads_failed;           /* ...refused */
     struct stats_hist greet_wait;      /* time in the greet wait */
     struct stats_list *lists;          /* per DNSBL domain */
 };

@@ -17,6 +17,7 @@
 struct tls_server {
     SSL_CTX *ctx;
     int log_level; /* smtpd_tls_loglevel */
+    int refs;      /* engine configurations sharing it (across a reload) */
 };
 
 static const struct {
@@ -248,6 +249,7 @@ enum tls_status tls_server_new(const struct conf *cf, bool mandatory, struct tls
         return TLS_NO_CERT;
     }
     struct tls_server *ts = xcalloc(1, sizeof(*ts));
+    ts->refs = 1;
     ts->ctx = ctx;
     ts->log_level = (int)conf_num(cf, P_SMTPD_TLS_LOGLEVEL);
     *out = ts;
@@ -255,9 +257,16 @@ enum tls_status tls_server_new(const struct conf *cf, bool mandatory, struct tls
 }
 
 /* Release the context. */
+/* One more holder of TS (a reloaded configuration keeping the keys). */
+struct tls_server *tls_server_ref(struct tls_server *ts)
+{
+    ts->refs++;
+    return ts;
+}
+
 void tls_server_free(struct tls_server *ts)
 {
-    if (ts == NULL)
+    if (ts == NULL || --ts->refs > 0)
         return;
     SSL_CTX_free(ts->ctx);
     free(ts);

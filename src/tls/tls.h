@@ -13,6 +13,10 @@
  * cannot parse is reported with TLS_BAD_CONFIG and the parameter in *BAD,
  * so that start-up can stop.
  *
+ * A server context is reference counted: tls_server_ref() adds a holder
+ * (a reloaded configuration that keeps the keys loaded at start-up, see
+ * engine_conf_build()), tls_server_free() drops one.
+ *
  * tls_session_new() makes a server-side SSL object for a socket; the
  * caller drives the handshake and the I/O without blocking.
  * tls_error_text() gives the text of the last OpenSSL error (or ERRNO's).
@@ -42,6 +46,7 @@ struct tls_server;
 
 enum tls_status tls_server_new(const struct conf *cf, bool mandatory, struct tls_server **out,
                                enum param_id *bad, char *err, size_t errlen);
+struct tls_server *tls_server_ref(struct tls_server *ts);
 void tls_server_free(struct tls_server *ts);
 SSL *tls_session_new(struct tls_server *ts, int fd);
 const char *tls_error_text(char *buf, size_t len);

@@ -369,3 +369,23 @@ def test_silent_client_after_starttls_is_timed_out(workdir, backend, tls_params)
         assert 1.5 < time.time() - t0 < 4
         c.expect_log([connect_line(c), f"COMMAND TIME LIMIT from {c.ep} after STARTTLS",
                       f"DISCONNECT {c.ep}"])
+
+
+def test_reload_keeps_the_key_it_can_no_longer_read(may):
+    """At a reload mxscreen runs as mxscreen_user and cannot read the 0600
+    key any more: STARTTLS keeps the context loaded at start-up, with a
+    warning, instead of losing TLS."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root: mxscreen must start privileged and drop to nobody")
+    import signal
+    os.kill(may.proc.pid, signal.SIGHUP)
+    may.wait_for_log(r"configuration reloaded")
+    assert re.search(r"warning: reload: .*; STARTTLS keeps the certificate and key loaded "
+                     r"before \(restart mxscreen to load new ones\)", may.log_text()), \
+        may.log_text()
+    c = greeted(may)
+    assert c.cmd("EHLO x") == EHLO_TLS_OFFERED
+    tls = starttls(c)
+    assert tls.version() in ("TLSv1.2", "TLSv1.3")
+    assert c.cmd("QUIT") == BYE
+    c.rest()
