@@ -303,8 +303,17 @@ static void open_log(const struct conf *cf)
                         : conf_num(cf, P_MXS_LOG_TARGET) == 1 ? LOG_TARGET_SYSLOG
                                                               : LOG_TARGET_STDERR;
 
-    if (log_open(t, conf_str(cf, P_SYSLOG_NAME), conf_str(cf, P_MYHOSTNAME), file,
-                 conf_str(cf, P_SYSLOG_FACILITY), err, sizeof(err)) < 0)
+    /* Postfix logs as "$syslog_name/postscreen": a main.cf that sets
+     * syslog_name = postfix (or postfix-in) gets postscreen's very tag.  A
+     * name with a slash is the whole tag; unset, the tag is "mxscreen". */
+    const char *name = conf_str(cf, P_SYSLOG_NAME);
+    char tag[256];
+    if (conf_is_set(cf, P_SYSLOG_NAME) && *name && strchr(name, '/') == NULL) {
+        snprintf(tag, sizeof(tag), "%s/postscreen", name);
+        name = tag;
+    }
+    if (log_open(t, name, conf_str(cf, P_MYHOSTNAME), file, conf_str(cf, P_SYSLOG_FACILITY), err,
+                 sizeof(err)) < 0)
         msg_fatal("%s: %s", conf_path(cf), err);
 }
 

@@ -218,3 +218,23 @@ def test_log_format_like_postfix_maillog_file(workdir):
         line = [l for l in mx.log_text().splitlines() if "CONNECT from" in l][0]
         assert re.match(r"^[A-Z][a-z]{2} \d\d \d\d:\d\d:\d\d mx1 postfix/postscreen\[\d+\]: "
                         r"CONNECT from \[127\.0\.0\.90\]:\d+ to \[127\.0\.0\.1\]:\d+$", line), line
+
+
+def test_syslog_name_is_completed_as_postfix_does(workdir):
+    """Postfix logs as "$syslog_name/postscreen": a main.cf with
+    syslog_name = postfix-in keeps that tag; a name with a slash is the
+    whole tag; unset, the tag is mxscreen."""
+    from mxs import Mxscreen
+    for i, (name, tag) in enumerate([("postfix-in", "postfix-in/postscreen"),
+                                     ("postfix", "postfix/postscreen"),
+                                     ("edge/screen", "edge/screen"), (None, "mxscreen")]):
+        p = {"myhostname": "mx1.example.com"}
+        if name is not None:
+            p["syslog_name"] = name
+        with Mxscreen(workdir, p, name=f"tag{i}") as mx:
+            c = mx.connect(src="127.0.0.91")
+            mx.wait_for_log(r"CONNECT from \[127\.0\.0\.91\]")
+            c.close()
+            line = [l for l in mx.log_text().splitlines() if "CONNECT from" in l][0]
+            assert re.match(rf"^[A-Z][a-z]{{2}} \d\d \d\d:\d\d:\d\d mx1 {re.escape(tag)}\[\d+\]: "
+                            r"CONNECT from ", line), (name, line)
