@@ -10,8 +10,11 @@
  * and exits.  Exit status: 0 after a clean stop (SIGTERM, SIGINT), 1 on a
  * configuration or start-up error, with one line saying what is wrong.
  *
- * The order is OpenSMTPD's: configuration, log, listeners, privilege drop,
- * then the loop; no client byte is read before the drop.
+ * The order is OpenSMTPD's: configuration (tables, keys), log, listeners,
+ * the allowlist store and the resolver, then the privilege drop (with
+ * mxscreen_chroot, the chroot first; no new privileges ever, by
+ * PR_SET_NO_NEW_PRIVS), then the loop; no client byte is read before the
+ * drop.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -20,6 +23,7 @@
 #include <netinet/in.h>
 #include <pwd.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,6 +66,7 @@ static struct listener listeners[MAX_LISTENERS];
 static size_t nlisteners;
 static struct event *stop_timer;
 static bool stopping;
+static bool chrooted; /* mxscreen_chroot: the file system is out of reach */
 
 /* What /metrics and /stats read at a request. */
 static void fill_view(struct stats_view *v, void *ctx)
@@ -260,6 +265,12 @@ static void on_hup(evutil_socket_t sig, short what, void *arg)
     (void)sig;
     (void)what;
     (void)arg;
+    if (chrooted) {
+        stats.reloads_failed++;
+        msg_warn("reload: not available with mxscreen_chroot (the configuration is outside "
+                 "the chroot) -- the running configuration stays; restart mxscreen to change it");
+        return;
+    }
     msg_info("reloading the configuration from %s", conf_file);
     struct conf *cf = conf_load(conf_file, conf_overrides, conf_noverrides, err, sizeof(err));
     struct settings *st = cf ? settings_build(cf, server.st, err, sizeof(err)) : NULL;
@@ -361,10 +372,18 @@ static void open_listeners(const struct conf *cf)
 static void drop_privileges(const struct conf *cf)
 {
     const char *user = conf_str(cf, P_MXS_USER);
+    const char *jail = conf_str(cf, P_MXS_CHROOT);
     char where[512];
 
-    if (geteuid() != 0)
+    /* Whatever happens below, no exec can ever gain privileges again. */
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+        msg_fatal("prctl(PR_SET_NO_NEW_PRIVS): %m");
+    if (geteuid() != 0) {
+        if (*jail)
+            msg_fatal("%s: parameter mxscreen_chroot: mxscreen must start as root to chroot",
+                      conf_where(cf, P_MXS_CHROOT, where, sizeof(where)));
         return;
+    }
     conf_where(cf, P_MXS_USER, where, sizeof(where));
     struct passwd *pw = getpwnam(user);
     if (pw == NULL)
@@ -373,6 +392,16 @@ static void drop_privileges(const struct conf *cf)
         msg_fatal("%s: parameter mxscreen_user: \"%s\" is root; mxscreen must not serve clients "
                   "as root",
                   where, user);
+    if (*jail) {
+        /* Everything from the file system is open or loaded by now: the
+         * configuration, tables and keys, the log, the allowlist store,
+         * the resolver's configuration, the time zone. */
+        tzset();
+        if (chroot(jail) < 0 || chdir("/") < 0)
+            msg_fatal("%s: parameter mxscreen_chroot: cannot chroot to %s: %m",
+                      conf_where(cf, P_MXS_CHROOT, where, sizeof(where)), jail);
+        chrooted = true;
+    }
     if (setgroups(1, &pw->pw_gid) < 0 || setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0)
         msg_fatal("cannot become user %s: %m", user);
     if (setuid(0) == 0)
@@ -440,7 +469,6 @@ int main(int argc, char **argv)
     if (st->cache_enabled && (cache = cache_open(conf_str(cf, P_PSC_CACHE_MAP), &st->cache_opts,
                                                  err, sizeof(err))) == NULL)
         msg_fatal("postscreen_cache_map: %s", err);
-    drop_privileges(cf);
 
     struct event_config *ecfg = event_config_new();
     event_config_require_features(ecfg, EV_FEATURE_ET);
@@ -485,6 +513,8 @@ int main(int argc, char **argv)
     event_add(sigint, NULL);
     event_add(sighup, NULL);
 
+    /* The loop has not run: no client byte has been read yet. */
+    drop_privileges(cf);
     static const char *const modes[] = {"proxy", "xclient", "pass"};
     msg_info("starting mxscreen %s: hand-off by %s to %s", MXSCREEN_VERSION, modes[st->mode],
              st->backend_name);

@@ -157,6 +157,7 @@ enum {
     X(MXS_SHUTDOWN_TIMEOUT, "mxscreen_shutdown_timeout", CT_TIME, "30s", 0, 0, 's', 0, PF_NOMAX) \
     X(MXS_DNS_SERVERS, "mxscreen_dns_servers", CT_STR, "", 0, 0, 0, 0, 0) \
     X(MXS_USER, "mxscreen_user", CT_STR, "mxscreen", 0, 0, 0, 0, 0) \
+    X(MXS_CHROOT, "mxscreen_chroot", CT_STR, "", 0, 0, 0, 0, 0) \
     X(MXS_DEEP_TEST_HANDOFF, "mxscreen_deep_test_handoff", CT_ENUM, "replay", 0, 0, 0, "replay|reconnect", 0) \
     X(MXS_CACHE_IPV4_PREFIX, "mxscreen_cache_ipv4_prefix", CT_INT, "32", 1, 32, 0, 0, 0) \
     X(MXS_CACHE_IPV6_PREFIX, "mxscreen_cache_ipv6_prefix", CT_INT, "128", 1, 128, 0, 0, 0) \
