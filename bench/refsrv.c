@@ -4,6 +4,7 @@
  * and a backend that takes mxscreen's hand-off.
  *
  * Usage: refsrv [-p] [-x] ADDR:PORT
+ *        refsrv -u PATH
  *
  * One process, one epoll loop, edge-triggered.  It accepts, sends
  * "220 ref ESMTP", answers EHLO/HELO, MAIL, RCPT, RSET and NOOP with 250,
@@ -12,8 +13,13 @@
  * read and skipped first.  With -x, its EHLO reply offers XCLIENT (ADDR PORT
  * NAME DESTADDR DESTPORT) and an XCLIENT command is answered with a new
  * "220 ref ESMTP" greeting, as Postfix does: a backend for mxscreen's
- * xclient hand-off.  It prints "ready" on stdout once it listens and runs
- * until SIGTERM or SIGINT.
+ * xclient hand-off.  With -u, it is Postfix's smtpd pass service on the
+ * UNIX socket PATH, for mxscreen's pass hand-off: it takes the client
+ * socket sent with SCM_RIGHTS and the attributes after it (attr0 framing:
+ * client_address, client_port, server_address, server_port, then a final
+ * NUL), closes the pass connection (mxscreen's sign that the socket is
+ * taken) and serves the client as above.  It prints "ready" on stdout once
+ * it listens and runs until SIGTERM or SIGINT.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -25,13 +31,18 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #define BUF 4096
 
 struct conn {
     int fd;
+    bool pass;  /* -u: a pass connection from mxscreen, not a client */
+    int nuls;   /* pass: NUL bytes read (the dummy byte and the attributes') */
     bool proxy; /* a PROXY header is still to come */
     bool data;  /* inside DATA */
     size_t len; /* bytes in buf */
@@ -130,21 +141,94 @@ static void close_conn(int ep, struct conn *c)
     free(c);
 }
 
+/* A new client connection on FD: watch it and greet it. */
+static void add_client(int ep, int fd, bool proxy)
+{
+    int one = 1;
+    struct conn *c = calloc(1, sizeof(*c));
+
+    if (c == NULL) {
+        close(fd);
+        return;
+    }
+    c->fd = fd;
+    c->proxy = proxy;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    struct epoll_event cev = {.events = EPOLLIN | EPOLLET, .data.ptr = c};
+    epoll_ctl(ep, EPOLL_CTL_ADD, fd, &cev);
+    if (!proxy)
+        say(c, "220 ref ESMTP\r\n");
+}
+
+/* The dummy byte, four attributes (name and value each end in NUL) and
+ * the final NUL: then mxscreen has said everything. */
+#define PASS_NULS (1 + 4 * 2 + 1)
+
+/* Read from a pass connection: the client socket, then the attributes.
+ * False when the pass connection is to close (done, or broken). */
+static bool pass_read(int ep, struct conn *c)
+{
+    for (;;) {
+        char buf[512];
+        union {
+            char b[CMSG_SPACE(sizeof(int))];
+            struct cmsghdr align;
+        } u;
+        struct iovec iov = {buf, sizeof(buf)};
+        struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+        msg.msg_control = u.b;
+        msg.msg_controllen = sizeof(u.b);
+        ssize_t r = recvmsg(c->fd, &msg, MSG_CMSG_CLOEXEC);
+        if (r < 0 && errno == EAGAIN)
+            return true;
+        if (r <= 0)
+            return false;
+        for (struct cmsghdr *cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm))
+            if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) {
+                int fd;
+                memcpy(&fd, CMSG_DATA(cm), sizeof(fd));
+                int fl = 1;
+                ioctl(fd, FIONBIO, &fl);
+                add_client(ep, fd, false);
+            }
+        for (ssize_t i = 0; i < r; i++)
+            c->nuls += buf[i] == '\0';
+        if (c->nuls >= PASS_NULS)
+            return false; /* closing tells mxscreen the socket is taken */
+    }
+}
+
 int main(int argc, char **argv)
 {
-    bool proxy = false;
-    int opt;
+    bool proxy = false, unix_pass = false;
+    int opt, lfd, one = 1;
 
-    while ((opt = getopt(argc, argv, "px")) != -1) {
+    while ((opt = getopt(argc, argv, "pxu")) != -1) {
         if (opt == 'p')
             proxy = true;
         else if (opt == 'x')
             xclient = true;
+        else if (opt == 'u')
+            unix_pass = true;
         else
             goto usage;
     }
     if (optind != argc - 1)
         goto usage;
+    if (unix_pass) {
+        struct sockaddr_un sun = {.sun_family = AF_UNIX};
+        if (strlen(argv[optind]) >= sizeof(sun.sun_path))
+            goto usage;
+        strcpy(sun.sun_path, argv[optind]);
+        unlink(sun.sun_path);
+        lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0);
+        if (bind(lfd, (struct sockaddr *)&sun, sizeof(sun)) < 0 || listen(lfd, 4096) < 0 ||
+            chmod(sun.sun_path, 0666) < 0) {
+            perror("refsrv: bind/listen");
+            return 1;
+        }
+        goto listening;
+    }
     char host[64];
     char *colon = strrchr(argv[optind], ':');
     if (colon == NULL || (size_t)(colon - argv[optind]) >= sizeof(host))
@@ -155,12 +239,13 @@ int main(int argc, char **argv)
     if (inet_pton(AF_INET, host, &sin.sin_addr) != 1)
         goto usage;
 
-    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0), one = 1;
+    lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
     setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
     if (bind(lfd, (struct sockaddr *)&sin, sizeof(sin)) < 0 || listen(lfd, 4096) < 0) {
         perror("refsrv: bind/listen");
         return 1;
     }
+listening:
     signal(SIGPIPE, SIG_IGN);
     signal(SIGTERM, on_signal);
     signal(SIGINT, on_signal);
@@ -178,19 +263,25 @@ int main(int argc, char **argv)
             if (c == NULL) {
                 int fd;
                 while ((fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK)) >= 0) {
+                    if (!unix_pass) {
+                        add_client(ep, fd, proxy);
+                        continue;
+                    }
                     c = calloc(1, sizeof(*c));
                     if (c == NULL) {
                         close(fd);
                         continue;
                     }
                     c->fd = fd;
-                    c->proxy = proxy;
-                    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+                    c->pass = true;
                     struct epoll_event cev = {.events = EPOLLIN | EPOLLET, .data.ptr = c};
                     epoll_ctl(ep, EPOLL_CTL_ADD, fd, &cev);
-                    if (!proxy)
-                        say(c, "220 ref ESMTP\r\n");
                 }
+                continue;
+            }
+            if (c->pass) {
+                if (!pass_read(ep, c))
+                    close_conn(ep, c);
                 continue;
             }
             bool open = true;
@@ -214,6 +305,6 @@ int main(int argc, char **argv)
     }
     return 0;
 usage:
-    fprintf(stderr, "usage: refsrv [-p] [-x] ADDR:PORT\n");
+    fprintf(stderr, "usage: refsrv [-p] [-x] ADDR:PORT | refsrv -u PATH\n");
     return 1;
 }

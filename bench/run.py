@@ -598,7 +598,12 @@ class RefSrv(Server):
         self.name = name
         self.port = free_port()
         self.out = os.path.join(bench.tmp, f"{name}.out")
-        if backend is None:
+        self._addr = f"127.0.0.1:{self.port}"
+        if "-u" in flags:
+            # Postfix's smtpd pass service on a UNIX socket (pass hand-off).
+            self._addr = os.path.join(bench.tmp, f"{name}.sock")
+            argv = [bench.bin("refsrv"), "-u", self._addr]
+        elif backend is None:
             argv = [bench.bin("refsrv"), *flags, f"127.0.0.1:{self.port}"]
         else:
             argv = [bench.bin("refrelay"), f"127.0.0.1:{self.port}", backend.addr]
@@ -620,7 +625,7 @@ class RefSrv(Server):
 
     @property
     def addr(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return self._addr
 
     def screener_pid(self):
         return self.proc.pid
@@ -1036,11 +1041,14 @@ class Bench:
         ref = self.refsrv("ref", [])
         be_p = self.refsrv("backend-proxy", ["-p"])
         be_x = self.refsrv("backend-xclient", ["-x"])
+        be_u = self.refsrv("backend-pass", ["-u"])
         servers = {}
         mxp = Mx(self, "mx-proxy", params, be_p, "proxy")
         servers["mxscreen-proxy"] = mxp
         mxx = Mx(self, "mx-xclient", params, be_x, "xclient")
         servers["mxscreen-xclient"] = mxx
+        mxu = Mx(self, "mx-pass", params, be_u, "pass")
+        servers["mxscreen-pass"] = mxu
         servers["limit"] = ref
         if self.have_refrelay:
             servers["relay-limit"] = self.refsrv("relay", [], be_p)
@@ -1070,7 +1078,7 @@ class Bench:
                 for name, r in res.items():
                     self.row(f"W1 {mode}", name, r)
                 lim = res["limit"].get("cpu_us_per_session")
-                for name in ("mxscreen-proxy", "mxscreen-xclient"):
+                for name in ("mxscreen-proxy", "mxscreen-xclient", "mxscreen-pass"):
                     v = res[name].get("cpu_us_per_session")
                     self.target("W1", f"W1 {mode}, {name.split('-')[1]} hand-off: "
                                 "mxscreen / limit", ratio(v, lim))
@@ -1079,6 +1087,9 @@ class Bench:
                                 "(refrelay)", cpu_ratio(res, "mxscreen-proxy", "relay-limit"))
                 self.vs_postscreen(f"W1 {mode}", res, "mxscreen-proxy")
                 out[mode] = res
+            self.note("W1: in pass mode refsrv -u plays Postfix's smtpd pass service: mxscreen "
+                      "sends it the client socket and it serves the session; mxscreen's CPU "
+                      "column is mxscreen alone, behind is that refsrv")
             if "relay-limit" in servers:
                 self.note("W1: the relay limit is refrelay (a PROXY v2 relay that decides and "
                           "logs nothing) in front of the same refsrv -p as mxscreen's proxy "
@@ -1092,6 +1103,7 @@ class Bench:
         finally:
             mxp.stop()
             mxx.stop()
+            mxu.stop()
 
     def vs_postscreen(self, label: str, res: dict, mx: str) -> None:
         ps = res.get("postscreen")
