@@ -228,6 +228,25 @@ static double cpu_seconds(void)
            ru.ru_stime.tv_usec / 1e6;
 }
 
+/* A family of one unlabelled sample. */
+static void single(struct sbuf *out, const char *name, enum prom_type type, const char *help,
+                   uint64_t v)
+{
+    prom_family(out, name, type, help);
+    prom_u64(out, name, NULL, v);
+}
+
+/* A counter family with one label, LABEL, over N values named NAMES. */
+static void labelled(struct sbuf *out, const char *name, const char *help, const char *label,
+                     const char *const *names, const uint64_t *v, size_t n)
+{
+    prom_family(out, name, PROM_COUNTER, help);
+    for (size_t i = 0; i < n; i++) {
+        const char *lb[] = {label, names[i], NULL};
+        prom_u64(out, name, lb, v[i]);
+    }
+}
+
 void stats_metrics(struct sbuf *out, const struct stats_view *v)
 {
     const char *lb[7] = {NULL};
@@ -237,17 +256,13 @@ void stats_metrics(struct sbuf *out, const struct stats_view *v)
     prom_u64(out, "mxscreen_build_info", lb, 1);
     lb[2] = NULL;
 
-    prom_family(out, "mxscreen_connections_total", PROM_COUNTER,
-                "Client connections accepted and logged as CONNECT.");
-    prom_u64(out, "mxscreen_connections_total", NULL, stats.connections);
+    single(out, "mxscreen_connections_total", PROM_COUNTER,
+           "Client connections accepted and logged as CONNECT.", stats.connections);
 
-    prom_family(out, "mxscreen_verdicts_total", PROM_COUNTER,
-                "How screening ended, one per log line: ALLOWLISTED, DENYLISTED, ALLOWLIST VETO, "
-                "PASS OLD, PASS NEW, HANGUP.");
-    for (int i = 0; i < SV__COUNT; i++) {
-        lb[0] = "verdict", lb[1] = verdict_names[i];
-        prom_u64(out, "mxscreen_verdicts_total", lb, stats.verdicts[i]);
-    }
+    labelled(out, "mxscreen_verdicts_total",
+             "How screening ended, one per log line: ALLOWLISTED, DENYLISTED, ALLOWLIST VETO, "
+             "PASS OLD, PASS NEW, HANGUP.",
+             "verdict", verdict_names, stats.verdicts, SV__COUNT);
 
     prom_family(out, "mxscreen_test_failures_total", PROM_COUNTER,
                 "Tests failed, by test and by the action configured for it.");
@@ -258,20 +273,16 @@ void stats_metrics(struct sbuf *out, const struct stats_view *v)
         }
     lb[2] = NULL;
 
-    prom_family(out, "mxscreen_limits_total", PROM_COUNTER,
-                "Clients turned away or ended by a limit.");
-    for (int i = 0; i < SL__COUNT; i++) {
-        lb[0] = "limit", lb[1] = limit_names[i];
-        prom_u64(out, "mxscreen_limits_total", lb, stats.limits[i]);
-    }
+    labelled(out, "mxscreen_limits_total", "Clients turned away or ended by a limit.", "limit",
+             limit_names, stats.limits, SL__COUNT);
 
-    prom_family(out, "mxscreen_rcpt_rejects_total", PROM_COUNTER,
-                "RCPT commands rejected by the SMTP engine (NOQUEUE: reject: RCPT).");
-    prom_u64(out, "mxscreen_rcpt_rejects_total", NULL, stats.rcpt_rejects);
+    single(out, "mxscreen_rcpt_rejects_total", PROM_COUNTER,
+           "RCPT commands rejected by the SMTP engine (NOQUEUE: reject: RCPT).",
+           stats.rcpt_rejects);
 
-    prom_family(out, "mxscreen_rejected_clients_total", PROM_COUNTER,
-                "Rejections: failed tests with action drop or enforce, DENYLISTED, limits.");
-    prom_u64(out, "mxscreen_rejected_clients_total", NULL, rejected_total());
+    single(out, "mxscreen_rejected_clients_total", PROM_COUNTER,
+           "Rejections: failed tests with action drop or enforce, DENYLISTED, limits.",
+           rejected_total());
 
     prom_family(out, "mxscreen_sessions", PROM_GAUGE, "Sessions now in each phase.");
     for (int i = 0; i < SP__COUNT; i++) {
@@ -287,71 +298,51 @@ void stats_metrics(struct sbuf *out, const struct stats_view *v)
     lb[1] = "failed";
     prom_u64(out, "mxscreen_reloads_total", lb, stats.reloads_failed);
 
-    prom_family(out, "mxscreen_stress_mode", PROM_GAUGE,
-                "1 while in STRESS mode (postscreen_pre_queue_limit nearly reached).");
-    prom_u64(out, "mxscreen_stress_mode", NULL, stats.stress);
-    prom_family(out, "mxscreen_stress_entered_total", PROM_COUNTER, "Times STRESS mode began.");
-    prom_u64(out, "mxscreen_stress_entered_total", NULL, stats.stress_entered);
+    single(out, "mxscreen_stress_mode", PROM_GAUGE,
+           "1 while in STRESS mode (postscreen_pre_queue_limit nearly reached).", stats.stress);
+    single(out, "mxscreen_stress_entered_total", PROM_COUNTER, "Times STRESS mode began.",
+           stats.stress_entered);
 
     prom_family(out, "mxscreen_greet_wait_seconds", PROM_HISTOGRAM,
                 "Time clients spent in the greet wait (until they talked, hung up, or it ended).");
     prom_hist(out, "mxscreen_greet_wait_seconds", NULL, &stats.greet_wait);
 
-    prom_family(out, "mxscreen_handoffs_total", PROM_COUNTER,
-                "Clients given to the backend, by hand-off mode.");
-    for (int m = 0; m < 3; m++) {
-        lb[0] = "mode", lb[1] = mode_names[m];
-        prom_u64(out, "mxscreen_handoffs_total", lb, stats.handoffs[m]);
-    }
-    prom_family(out, "mxscreen_handoff_failures_total", PROM_COUNTER,
-                "Clients the backend did not take (down, slow, refused), by hand-off mode.");
-    for (int m = 0; m < 3; m++) {
-        lb[0] = "mode", lb[1] = mode_names[m];
-        prom_u64(out, "mxscreen_handoff_failures_total", lb, stats.handoff_failures[m]);
-    }
-    prom_family(out, "mxscreen_replays_total", PROM_COUNTER,
-                "Clients replayed to the backend after the deep tests (no reconnect).");
-    prom_u64(out, "mxscreen_replays_total", NULL, stats.replays);
-    prom_family(out, "mxscreen_replay_failures_total", PROM_COUNTER,
-                "Replays the backend did not accept (the client was told to try again).");
-    prom_u64(out, "mxscreen_replay_failures_total", NULL, stats.replay_failures);
-    prom_family(out, "mxscreen_relay_bytes_total", PROM_COUNTER,
-                "Bytes relayed between clients and the backend.");
-    for (int d = 0; d < SD__COUNT; d++) {
-        lb[0] = "direction", lb[1] = dir_names[d];
-        prom_u64(out, "mxscreen_relay_bytes_total", lb, stats.relay_bytes[d]);
-    }
+    labelled(out, "mxscreen_handoffs_total", "Clients given to the backend, by hand-off mode.",
+             "mode", mode_names, stats.handoffs, 3);
+    labelled(out, "mxscreen_handoff_failures_total",
+             "Clients the backend did not take (down, slow, refused), by hand-off mode.", "mode",
+             mode_names, stats.handoff_failures, 3);
+    single(out, "mxscreen_replays_total", PROM_COUNTER,
+           "Clients replayed to the backend after the deep tests (no reconnect).", stats.replays);
+    single(out, "mxscreen_replay_failures_total", PROM_COUNTER,
+           "Replays the backend did not accept (the client was told to try again).",
+           stats.replay_failures);
+    labelled(out, "mxscreen_relay_bytes_total", "Bytes relayed between clients and the backend.",
+             "direction", dir_names, stats.relay_bytes, SD__COUNT);
 
-    prom_family(out, "mxscreen_cache_lookups_total", PROM_COUNTER,
-                "Temporary allowlist lookups: hit (PASS OLD), stale (tests due), miss.");
-    for (int i = 0; i < SC__COUNT; i++) {
-        lb[0] = "result", lb[1] = cache_names[i];
-        prom_u64(out, "mxscreen_cache_lookups_total", lb, stats.cache_lookups[i]);
-    }
-    prom_family(out, "mxscreen_cache_writes_total", PROM_COUNTER, "Allowlist records written.");
-    prom_u64(out, "mxscreen_cache_writes_total", NULL, stats.cache_writes);
-    prom_family(out, "mxscreen_cache_write_errors_total", PROM_COUNTER,
-                "Allowlist writes that failed.");
-    prom_u64(out, "mxscreen_cache_write_errors_total", NULL, stats.cache_write_errors);
-    prom_family(out, "mxscreen_cache_cleanups_total", PROM_COUNTER, "Allowlist cleanup runs.");
-    prom_u64(out, "mxscreen_cache_cleanups_total", NULL, stats.cache_cleanups);
-    prom_family(out, "mxscreen_cache_cleanup_dropped_total", PROM_COUNTER,
-                "Expired allowlist records dropped by cleanup.");
-    prom_u64(out, "mxscreen_cache_cleanup_dropped_total", NULL, stats.cache_cleanup_dropped);
+    labelled(out, "mxscreen_cache_lookups_total",
+             "Temporary allowlist lookups: hit (PASS OLD), stale (tests due), miss.", "result",
+             cache_names, stats.cache_lookups, SC__COUNT);
+    single(out, "mxscreen_cache_writes_total", PROM_COUNTER, "Allowlist records written.",
+           stats.cache_writes);
+    single(out, "mxscreen_cache_write_errors_total", PROM_COUNTER, "Allowlist writes that failed.",
+           stats.cache_write_errors);
+    single(out, "mxscreen_cache_cleanups_total", PROM_COUNTER, "Allowlist cleanup runs.",
+           stats.cache_cleanups);
+    single(out, "mxscreen_cache_cleanup_dropped_total", PROM_COUNTER,
+           "Expired allowlist records dropped by cleanup.", stats.cache_cleanup_dropped);
     if (v->cache_entries >= 0) {
-        prom_family(out, "mxscreen_cache_entries", PROM_GAUGE,
-                    "Records in the local allowlist store.");
-        prom_u64(out, "mxscreen_cache_entries", NULL, (uint64_t)v->cache_entries);
+        single(out, "mxscreen_cache_entries", PROM_GAUGE, "Records in the local allowlist store.",
+               (uint64_t)v->cache_entries);
     }
     if (v->cache_up >= 0) {
-        prom_family(out, "mxscreen_cache_up", PROM_GAUGE,
-                    "1 while the allowlist store answers (0: Redis unavailable).");
-        prom_u64(out, "mxscreen_cache_up", NULL, (uint64_t)v->cache_up);
+        single(out, "mxscreen_cache_up", PROM_GAUGE,
+               "1 while the allowlist store answers (0: Redis unavailable).",
+               (uint64_t)v->cache_up);
     }
 
-    prom_family(out, "mxscreen_dnsbl_results_reused_total", PROM_COUNTER,
-                "DNSBL lookups answered from a recent result for the same address.");
-    prom_u64(out, "mxscreen_dnsbl_results_reused_total", NULL, stats.dnsbl_reused);
+    single(out, "mxscreen_dnsbl_results_reused_total", PROM_COUNTER,
+           "DNSBL lookups answered from a recent result for the same address.", stats.dnsbl_reused);
     static const struct {
         const char *name, *help;
         size_t off;
@@ -393,22 +384,20 @@ void stats_metrics(struct sbuf *out, const struct stats_view *v)
     prom_f64(out, "process_cpu_seconds_total", NULL, cpu_seconds());
     long long rss = rss_bytes(), fds = open_fds();
     if (rss >= 0) {
-        prom_family(out, "process_resident_memory_bytes", PROM_GAUGE,
-                    "Resident memory size in bytes.");
-        prom_u64(out, "process_resident_memory_bytes", NULL, (uint64_t)rss);
+        single(out, "process_resident_memory_bytes", PROM_GAUGE, "Resident memory size in bytes.",
+               (uint64_t)rss);
     }
     if (fds >= 0) {
-        prom_family(out, "process_open_fds", PROM_GAUGE, "Number of open file descriptors.");
-        prom_u64(out, "process_open_fds", NULL, (uint64_t)fds);
+        single(out, "process_open_fds", PROM_GAUGE, "Number of open file descriptors.",
+               (uint64_t)fds);
     }
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
-        prom_family(out, "process_max_fds", PROM_GAUGE, "Maximum number of open file descriptors.");
-        prom_u64(out, "process_max_fds", NULL, (uint64_t)rl.rlim_cur);
+        single(out, "process_max_fds", PROM_GAUGE, "Maximum number of open file descriptors.",
+               (uint64_t)rl.rlim_cur);
     }
-    prom_family(out, "process_start_time_seconds", PROM_GAUGE,
-                "Start time of the process since unix epoch in seconds.");
-    prom_u64(out, "process_start_time_seconds", NULL, (uint64_t)stats.started);
+    single(out, "process_start_time_seconds", PROM_GAUGE,
+           "Start time of the process since unix epoch in seconds.", (uint64_t)stats.started);
 }
 
 /* S as a JSON string. */
