@@ -309,12 +309,9 @@ static void on_handoff(void *ctx, enum handoff_event ev)
         set_state(s, SS_RELAY);
         stats.handoffs[s->st->mode]++;
         srv->relays++;
-        /* Screening is over: like postscreen once smtpd has the client,
-         * the address no longer counts this session (the per-client limit,
-         * and the allowlist lookup of its next connection: PASS OLD). */
-        if (s->ip)
-            ipstate_release(srv->ips, s->ip);
-        s->ip = NULL;
+        /* The address keeps counting this session while it is relayed
+         * (postscreen_client_connection_count_limit, README "How mxscreen
+         * counts"); its record is let go when the relay ends. */
         srv->post_queue--;
         s->in_post = false;
         check_queue_done(srv, s->st);
@@ -902,7 +899,16 @@ static void session_start(struct session *s)
         }
         verdict_new(v, s->ip->stamps, st->enabled);
     } else if (s->ip->count > 1) {
+        /* Another session of the address holds its expiry times: nothing
+         * due is PASS OLD, as with a cache hit (postscreen does the same
+         * with its shared per-address record). */
         verdict_todo(v, s->ip->stamps, now, st->enabled);
+        if (v->todo == 0 && !verdict_any_fail(v)) {
+            msg_info("PASS OLD [%s]:%s", s->client.addr, s->client.port);
+            stats.verdicts[SV_PASS_OLD]++;
+            conclude(s);
+            return;
+        }
     } else {
         verdict_new(v, s->ip->stamps, st->enabled);
     }

@@ -165,8 +165,9 @@ def test_a_killed_process_leaves_a_readable_cache(workdir):
 
 def test_pass_old_while_an_earlier_connection_is_relayed(workdir):
     """A known client's second connection, while its first is relayed to
-    the backend, is looked up and logged PASS OLD, as postscreen does once
-    smtpd has the first: a relayed session no longer counts for its address."""
+    the backend (and still counts for its address), finds nothing due in
+    the expiry times the first holds and is logged PASS OLD, as postscreen
+    logs it (it would have found them in its cache)."""
     from fakebackend import FakeBackend
     with FakeBackend() as fb:
         p = params(workdir, fb, postscreen_pipelining_enable="no",

@@ -263,6 +263,24 @@ def test_bad_and_huge_requests_get_4xx_and_cost_nothing_else(workdir, dns):
         mx = start(workdir, dns, fb, postscreen_dnsbl_sites="")
         port = mx.stats_port
         try:
+            # More than HTTP_MAX_CONNS (32) idle connections: the extra ones
+            # are closed at once, the first 32 at the 5 s limit.
+            idle = [socket.create_connection(("127.0.0.1", port), timeout=10)
+                    for _ in range(40)]
+            time.sleep(0.3)
+            closed = 0
+            for c in idle:
+                c.setblocking(False)
+                try:
+                    closed += c.recv(1) == b""
+                except BlockingIOError:
+                    pass
+            assert closed == 8, closed
+            time.sleep(5)
+            for c in idle:
+                c.settimeout(2)
+                assert c.recv(1) == b""
+                c.close()
             # A slow client holds an unfinished request all along.
             slow = socket.create_connection(("127.0.0.1", port), timeout=10)
             slow.sendall(b"GET /stats HTTP/1.1\r\nHost: x\r\n")
@@ -276,10 +294,11 @@ def test_bad_and_huge_requests_get_4xx_and_cost_nothing_else(workdir, dns):
                 # No line end at all: nothing to answer; closed after HTTP_TIMEOUT (5 s).
                 (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 64, "closed"),
                 (b"HELLO\r\n\r\n", 400),
-                (b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 100000 + b"\r\n\r\n", None),
-                (b"GET /" + b"a" * 20000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", None),
+                (b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 100000 + b"\r\n\r\n", 431),
+                (b"GET /" + b"a" * 20000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
                 (b"GET /stats HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n" +
-                 b"x" * 100000, None),
+                 b"x" * 100000, 413),
+                (b"GET /stats HTTP/2.0\r\n\r\n", 400),
             ]
             for req, want in rows:
                 t0 = time.time()

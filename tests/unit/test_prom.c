@@ -277,6 +277,77 @@ static void test_routes(void **state)
     assert_int_equal(http_route("/stats\0", 7), HTTP_ROUTE_NOT_FOUND);
 }
 
+static void test_parse_requests(void **state)
+{
+    static const struct {
+        const char *in;
+        int want;
+        const char *path; /* for HTTP_OK */
+        bool head;
+    } rows[] = {
+        {"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", HTTP_OK, "/metrics", false},
+        {"GET /stats?x=1 HTTP/1.0\r\n\r\n", HTTP_OK, "/stats", false},
+        {"HEAD / HTTP/1.1\n\n", HTTP_OK, "/", true},
+        {"GET http://127.0.0.1:9325/stats HTTP/1.1\r\n\r\n", HTTP_OK, "/stats", false},
+        {"GET http://127.0.0.1:9325 HTTP/1.1\r\n\r\n", HTTP_OK, "/", false},
+        {"GET /#frag HTTP/1.1\r\n\r\n", HTTP_OK, "/", false},
+        {"GET /stats HTTP/1.1\r\nContent-Length: 0\r\n\r\n", HTTP_OK, "/stats", false},
+        {"GET /stats HTTP/1.1\r\nX-A:\r\n\r\n", HTTP_OK, "/stats", false},
+        /* Incomplete. */
+        {"", HTTP_MORE, NULL, false},
+        {"GET /stats HTTP/1.1", HTTP_MORE, NULL, false},
+        {"GET /stats HTTP/1.1\r\nHost: x\r\n", HTTP_MORE, NULL, false},
+        /* Refused. */
+        {"POST /stats HTTP/1.1\r\n\r\n", 405, NULL, false},
+        {"get /stats HTTP/1.1\r\n\r\n", 405, NULL, false},
+        {"BREW / HTTP/1.1\r\n\r\n", 405, NULL, false},
+        {"GET /stats HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello", 413, NULL, false},
+        {"GET /stats HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n", 413, NULL, false},
+        {"GET /stats HTTP/2.0\r\n\r\n", 400, NULL, false},
+        {"GET /stats\r\n\r\n", 400, NULL, false},
+        {"GET  /stats HTTP/1.1\r\n\r\n", 400, NULL, false},
+        {"GET stats HTTP/1.1\r\n\r\n", 400, NULL, false},
+        {"GET /st ats HTTP/1.1\r\n\r\n", 400, NULL, false},
+        {" GET / HTTP/1.1\r\n\r\n", 400, NULL, false},
+        {"G\x01T / HTTP/1.1\r\n\r\n", 400, NULL, false},
+        {"GET /\x7f HTTP/1.1\r\n\r\n", 400, NULL, false},
+        {"GET / HTTP/1.1\r\nNo colon here\r\n\r\n", 400, NULL, false},
+        {"GET / HTTP/1.1\r\nX-A : b\r\n\r\n", 400, NULL, false},
+        {"GET / HTTP/1.1\r\nX-A: b\r\n folded\r\n\r\n", 400, NULL, false},
+        {"\x16\x03\x01\x02\x01\r\n\r\n", 400, NULL, false},
+        {"\r\n", 400, NULL, false},
+    };
+
+    (void)state;
+    for (size_t i = 0; i < NELEM(rows); i++) {
+        struct http_req r;
+        int got = http_parse(rows[i].in, strlen(rows[i].in), &r);
+        if (got != rows[i].want)
+            fail_msg("row %zu (%s): %d, want %d", i, rows[i].in, got, rows[i].want);
+        if (got == HTTP_OK) {
+            assert_int_equal(r.pathlen, strlen(rows[i].path));
+            assert_memory_equal(r.path, rows[i].path, r.pathlen);
+            assert_int_equal(r.method, rows[i].head ? HTTP_HEAD : HTTP_GET);
+        }
+    }
+    /* The limits: a request line, then a head, too long for the buffer. */
+    static char big[HTTP_MAX_HEADERS + 100];
+    memset(big, 'a', sizeof(big));
+    memcpy(big, "GET /", 5);
+    struct http_req r;
+    assert_int_equal(http_parse(big, HTTP_MAX_LINE - 1, &r), HTTP_MORE);
+    assert_int_equal(http_parse(big, HTTP_MAX_LINE, &r), 414);
+    big[HTTP_MAX_LINE + 10] = '\n';
+    assert_int_equal(http_parse(big, HTTP_MAX_LINE + 11, &r), 414);
+    size_t n = (size_t)snprintf(big, sizeof(big), "GET / HTTP/1.1\r\nX-Big: ");
+    memset(big + n, 'b', sizeof(big) - n);
+    assert_int_equal(http_parse(big, HTTP_MAX_HEADERS - 1, &r), HTTP_MORE);
+    assert_int_equal(http_parse(big, HTTP_MAX_HEADERS, &r), 431);
+    /* Bytes after the head (a pipelined request) are not looked at. */
+    const char *two = "GET /stats HTTP/1.1\r\n\r\nPOST / HTTP/1.1\r\n\r\n";
+    assert_int_equal(http_parse(two, strlen(two), &r), HTTP_OK);
+}
+
 static void test_listen_addresses(void **state)
 {
     static const struct {
@@ -325,6 +396,7 @@ int main(void)
         cmocka_unit_test(test_rejects_ring),
         cmocka_unit_test(test_routes),
         cmocka_unit_test(test_listen_addresses),
+        cmocka_unit_test(test_parse_requests),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
