@@ -6,7 +6,9 @@
 # port 25 stays free for mxscreen.
 set -eu
 
-PACKAGES="build-essential meson ninja-build pkg-config clang-format
+# clang and libclang-rt-dev: the libFuzzer targets (scripts/fuzz.sh); the
+# fuzzer and sanitizer runtimes are only a recommendation of clang's.
+PACKAGES="build-essential meson ninja-build pkg-config clang-format clang libclang-rt-dev
   libevent-dev libc-ares-dev liblmdb-dev libhiredis-dev libssl-dev openssl libpcre2-dev
   zlib1g-dev libcmocka-dev python3 python3-pytest python3-dnslib postfix redis-server
   iproute2 fail2ban prometheus chromium"

@@ -5,7 +5,8 @@
 #   3. build with warnings as errors, run the unit tests (cmocka), the
 #      integration tests (pytest: real sockets, a private Postfix, the demo)
 #      and the benchmark once, quickly (bench/run.py --quick: it must run);
-#   4. build again with ASan and UBSan and run both suites on that build.
+#   4. build again with ASan and UBSan and run both suites on that build;
+#   5. fuzz every parser that sees outside data for 10 s (scripts/fuzz.sh).
 # Ends with "N passed, N failed"; exits non-zero if anything failed.
 set -u
 cd "$(dirname "$0")/.."
@@ -87,6 +88,22 @@ if scripts/build.sh --asan >build-asan.log 2>&1; then
     integration_tests build-asan
 else
     cat build-asan.log; count build-asan FAIL
+fi
+
+# A smoke test of the libFuzzer targets (tests/fuzz/, README "Fuzzing"):
+# each runs 10 s from its seeds and once over its regression inputs, and
+# counts as one test.
+note "fuzzing smoke test (scripts/fuzz.sh 10)"
+scripts/fuzz.sh 10 >fuzz-smoke.log 2>&1
+rc=$?
+grep '^fuzz [a-z_0-9]*: ' fuzz-smoke.log
+ok=$(grep -c '^fuzz [a-z_0-9]*: ok' fuzz-smoke.log)
+bad=$(grep -c '^fuzz [a-z_0-9]*: FAILED' fuzz-smoke.log)
+passed=$((passed + ok)); failed=$((failed + bad))
+if [ "$rc" -ne 0 ] || [ "$bad" -ne 0 ]; then
+    grep -v '^fuzz [a-z_0-9]*: ok' fuzz-smoke.log | tail -60
+    [ "$bad" -eq 0 ] && failed=$((failed + 1))
+    echo "FAILED: scripts/fuzz.sh (exit $rc)"
 fi
 
 echo

@@ -19,12 +19,12 @@
 #include <time.h>
 
 #include "dnsbl/dnsbl.h"
+#include "dnsbl/dnsbl_int.h"
 #include "log/log.h"
 #include "stats/stats.h"
 #include "util/list.h"
 #include "util/mem.h"
 
-#define DNSBL_MAX_ADDRS    16     /* A records looked at per answer */
 #define DNSBL_SLOTS        4096   /* hash chains of lookups, by address */
 #define DNSBL_MAX_KEPT     100000 /* finished results kept for reuse, at most */
 #define DNSBL_MAX_INFLIGHT 10000  /* lookups with queries out, at most */
@@ -331,11 +331,13 @@ static bool skip_name(const unsigned char **p, const unsigned char *end)
  */
 static int negative_ttl(const unsigned char *abuf, int alen)
 {
-    const unsigned char *p = abuf, *end = abuf + (alen > 0 ? alen : 0);
     int ttl = -1;
 
-    if (abuf == NULL || end - p < 12)
+    /* c-ares may call back without a message: check before any pointer
+     * arithmetic, as NULL + 0 is undefined in C (found by fuzz_dns_answer). */
+    if (abuf == NULL || alen < 12)
         return -1;
+    const unsigned char *p = abuf, *end = abuf + alen;
     unsigned qd = (p[4] << 8) | p[5], an = (p[6] << 8) | p[7], ns = (p[8] << 8) | p[9];
     p += 12;
     for (unsigned i = 0; i < qd; i++) {
@@ -391,6 +393,45 @@ static void complete(struct dnsbl_lookup *l)
     lookup_maybe_free(l);
 }
 
+/* Sort one answer; see dnsbl_int.h.  Pure: no counter, no log. */
+void dnsbl_parse_answer(int status, const unsigned char *abuf, int alen, struct dnsbl_answer *a)
+{
+    memset(a, 0, sizeof(*a));
+    a->ttl = -1;
+    if (status == ARES_SUCCESS) {
+        struct ares_addrttl at[DNSBL_MAX_ADDRS];
+        int na = DNSBL_MAX_ADDRS;
+        if (abuf == NULL || ares_parse_a_reply(abuf, alen, NULL, at, &na) != ARES_SUCCESS) {
+            /* An answer that does not parse: a failure, as c-ares would
+             * have reported it. */
+            a->kind = DNSBL_ANSWER_MALFORMED;
+            return;
+        }
+        for (int i = 0; i < na; i++) {
+            if (error_code(&at[i].ipaddr)) {
+                a->kind = DNSBL_ANSWER_ERROR_CODE;
+                a->error_addr = at[i].ipaddr;
+                a->naddrs = 0;
+                a->ttl = -1;
+                return;
+            }
+            memcpy(a->addrs[a->naddrs++], &at[i].ipaddr.s_addr, 4);
+            /* c-ares keeps the 32-bit TTL in an int: one with its top bit
+             * set comes out negative, which the score would take for "no
+             * TTL".  RFC 2181 section 8: read it as 0. */
+            int ttl = at[i].ttl < 0 ? 0 : at[i].ttl;
+            if (a->ttl < 0 || ttl < a->ttl)
+                a->ttl = ttl;
+        }
+        a->kind = a->naddrs > 0 ? DNSBL_ANSWER_LISTED : DNSBL_ANSWER_NOT_LISTED;
+    } else if (status == ARES_ENOTFOUND || status == ARES_ENODATA) {
+        a->kind = DNSBL_ANSWER_NOT_LISTED;
+        a->ttl = negative_ttl(abuf, alen);
+    } else {
+        a->kind = DNSBL_ANSWER_FAILED;
+    }
+}
+
 /* One domain's answer. */
 static void on_answer(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
 {
@@ -398,9 +439,8 @@ static void on_answer(void *arg, int status, int timeouts, unsigned char *abuf, 
     struct dnsbl_lookup *l = r->l;
     struct dnsbl *d = l->d;
     const char *domain = l->sites->domains[r->domain].name;
-    uint8_t addrs[DNSBL_MAX_ADDRS][4];
-    size_t n = 0;
-    int ttl = -1;
+    struct dnsbl_answer ans;
+    struct listinfo *li;
 
     (void)timeouts;
     if (status == ARES_EDESTRUCTION || status == ARES_ECANCELLED)
@@ -411,49 +451,33 @@ static void on_answer(void *arg, int status, int timeouts, unsigned char *abuf, 
     clock_gettime(CLOCK_MONOTONIC, &now);
     stats_hist_add(&sl->rtt, (double)(now.tv_sec - l->sent.tv_sec) +
                                  (double)(now.tv_nsec - l->sent.tv_nsec) / 1e9);
-    if (status == ARES_SUCCESS) {
-        struct ares_addrttl at[DNSBL_MAX_ADDRS];
-        int na = DNSBL_MAX_ADDRS;
-        if (ares_parse_a_reply(abuf, alen, NULL, at, &na) == ARES_SUCCESS) {
-            bool bad = false;
-            for (int i = 0; i < na; i++) {
-                if (error_code(&at[i].ipaddr)) {
-                    bad = true;
-                    sl->error_codes++;
-                    sl->last_error = time(NULL);
-                    struct listinfo *li = list_info(d, domain);
-                    li->error_codes++;
-                    char text[INET_ADDRSTRLEN];
-                    inet_ntop(AF_INET, &at[i].ipaddr, text, sizeof(text));
-                    if (may_warn(li, 1))
-                        msg_warn("DNSBL %s answered %s for %s: an error code, not a listing; "
-                                 "counted as not listed (%lu error answers so far)",
-                                 domain, text, r->qname, li->error_codes);
-                    break;
-                }
-                memcpy(addrs[n++], &at[i].ipaddr.s_addr, 4);
-                if (ttl < 0 || at[i].ttl < ttl)
-                    ttl = at[i].ttl;
-            }
-            if (bad) {
-                n = 0;
-                ttl = -1;
-            } else if (n > 0) {
-                sl->listed++;
-            } else {
-                sl->not_listed++;
-            }
-        } else {
-            /* An answer that does not parse: a failure, as c-ares would
-             * have reported it. */
-            sl->errors++;
-            sl->last_error = time(NULL);
-        }
-    } else if (status == ARES_ENOTFOUND || status == ARES_ENODATA) {
+    dnsbl_parse_answer(status, abuf, alen, &ans);
+    switch (ans.kind) {
+    case DNSBL_ANSWER_LISTED:
+        sl->listed++;
+        break;
+    case DNSBL_ANSWER_NOT_LISTED:
         sl->not_listed++;
-        ttl = negative_ttl(abuf, alen);
-    } else {
-        struct listinfo *li = list_info(d, domain);
+        break;
+    case DNSBL_ANSWER_ERROR_CODE: {
+        sl->error_codes++;
+        sl->last_error = time(NULL);
+        li = list_info(d, domain);
+        li->error_codes++;
+        char text[INET_ADDRSTRLEN];
+        inet_ntop(AF_INET, &ans.error_addr, text, sizeof(text));
+        if (may_warn(li, 1))
+            msg_warn("DNSBL %s answered %s for %s: an error code, not a listing; "
+                     "counted as not listed (%lu error answers so far)",
+                     domain, text, r->qname, li->error_codes);
+        break;
+    }
+    case DNSBL_ANSWER_MALFORMED:
+        sl->errors++;
+        sl->last_error = time(NULL);
+        break;
+    case DNSBL_ANSWER_FAILED:
+        li = list_info(d, domain);
         li->errors++;
         sl->errors++;
         sl->last_error = time(NULL);
@@ -461,8 +485,10 @@ static void on_answer(void *arg, int status, int timeouts, unsigned char *abuf, 
             msg_warn("DNSBL lookup error for DNS query %s: %s; counted as not listed (%lu "
                      "errors so far)",
                      r->qname, ares_strerror(status), li->errors);
+        break;
     }
-    dnsbl_score_add(&l->score, l->sites, r->domain, (const uint8_t(*)[4])addrs, n, ttl);
+    dnsbl_score_add(&l->score, l->sites, r->domain, (const uint8_t(*)[4])ans.addrs, ans.naddrs,
+                    ans.ttl);
     if (--l->pending == 0)
         complete(l);
 }

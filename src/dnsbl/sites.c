@@ -270,6 +270,21 @@ static void min_ttl(int *slot, int ttl)
 }
 
 /*
+ * Add weight W to *TOTAL, saturating at INT_MIN and INT_MAX: a weight may
+ * be any int, as in postscreen, and a plain sum of two large ones would
+ * overflow (undefined behaviour; found by fuzz_dnsbl_sites).
+ */
+static void add_weight(int *total, int w)
+{
+    if (w > 0 && *total > INT_MAX - w)
+        *total = INT_MAX;
+    else if (w < 0 && *total < INT_MIN - w)
+        *total = INT_MIN;
+    else
+        *total += w;
+}
+
+/*
  * Fold one domain's answer into SC.  postscreen walks a domain's entries
  * newest first, so that is the order here too: with equal weights, the
  * entry listed last names the list.
@@ -290,7 +305,7 @@ void dnsbl_score_add(struct dnsbl_score *sc, const struct dnsbl_sites *s, size_t
                     sc->name = s->domains[domain].reply_name;
                     sc->name_weight = site->weight;
                 }
-                sc->total += site->weight;
+                add_weight(&sc->total, site->weight);
             }
             min_ttl(site->weight > 0 ? &sc->fail_ttl : &sc->pass_ttl, ttl);
         } else {

@@ -19,6 +19,7 @@
  * whose filter matches any address adds its weight once; the matching
  * entry with the largest weight names the list; TTLs go to the "fail" or
  * "pass" minimum by the entry's sign and whether the answer was empty.
+ * The sum saturates at INT_MIN and INT_MAX instead of overflowing.
  * dnsbl_score_ttl() gives the TTL of the verdict, clamped to
  * [min_ttl, max_ttl].  dnsbl_query_name() makes the name to ask: the
  * IPv4 octets reversed, or the 32 nibbles of an IPv6 address reversed,

@@ -156,6 +156,10 @@ static bool header_is(const char *p, size_t n, const char *name, const char **va
 /* Parse one request head in BUF (LEN bytes); see http.h. */
 int http_parse(const char *buf, size_t len, struct http_req *req)
 {
+    /* What lies beyond the server's buffer is never read: a head that
+     * would end there is too long, whatever comes after. */
+    if (len > HTTP_MAX_HEADERS)
+        len = HTTP_MAX_HEADERS;
     const char *end = buf + len;
     const char *eol = memchr(buf, '\n', len);
 

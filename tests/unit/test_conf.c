@@ -265,6 +265,10 @@ static void test_expand_table(void **state)
                     "a = A\nb = B\na_b = AB\nempty =\nchain = ${b?$a}\n"
                     "postscreen_greet_banner = %s\n",
                     c->expr);
+        /* d0 = $d1$d1, d1 = $d2$d2, ... d24 = (empty): after line 7. */
+        for (int d = 0; d < 24; d++)
+            sbuf_printf(&text, "d%d = $d%d$d%d\n", d, d + 1, d + 1);
+        sbuf_printf(&text, "d24 =\n");
         struct conf *cf = conf_load_text(CF, sbuf_str(&text), NULL, 0, err, sizeof(err));
         if (cf == NULL) {
             print_error("case %zu \"%s\": %s\n", i, c->expr, err);
@@ -310,6 +314,9 @@ static const struct expand_err expand_errs[] = {
     {"${a?{$loop2}}", "unreasonable macro call nesting"},
     {"${{$loop1} == {x}?{y}:{n}}", "unreasonable macro call nesting"},
     {"$self", "unreasonable macro call nesting"},
+    /* fuzz_conf: 2^25 references to empty values ran for minutes */
+    {"$d0", "more than 10000 macro expansions"},
+    {"${{$d0} == {}?{y}:{n}}", "more than 10000 macro expansions"},
 };
 
 /* Every error names the file, the line, the parameter and the value. */
@@ -327,6 +334,10 @@ static void test_expand_errors(void **state)
                     "# line 6\n"
                     "postscreen_greet_banner = %s\n",
                     c->expr);
+        /* d0 = $d1$d1, d1 = $d2$d2, ... d24 = (empty): after line 7. */
+        for (int d = 0; d < 24; d++)
+            sbuf_printf(&text, "d%d = $d%d$d%d\n", d, d + 1, d + 1);
+        sbuf_printf(&text, "d24 =\n");
         sbuf_printf(&value, "\"%s\"", c->expr);
         struct conf *cf = conf_load_text(CF, sbuf_str(&text), NULL, 0, err, sizeof(err));
         if (cf != NULL) {

@@ -2,6 +2,7 @@
  * test_dnsbl_sites - postscreen_dnsbl_sites syntax, reply filters, and the
  * score and TTL rules of spec §1.7, case by case.
  */
+#include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -255,6 +256,21 @@ static const struct score_case score_cases[] = {
      0,
      NULL,
      300},
+    /* fuzz_dnsbl_sites: the sum of two large weights overflowed an int */
+    {"large weights saturate at INT_MAX",
+     "a.example*2147483647 a.example*7 b.example*5",
+     {{0, 1, {{127, 0, 0, 2}}, 900}, {1, 1, {{127, 0, 0, 2}}, 900}},
+     2,
+     INT_MAX,
+     "a.example",
+     900},
+    {"and at INT_MIN",
+     "wl.example*-2147483648 wl.example*-1",
+     {{0, 1, {{127, 0, 0, 2}}, 900}},
+     1,
+     INT_MIN,
+     "wl.example",
+     900},
 };
 
 static void test_score_table(void **state)
