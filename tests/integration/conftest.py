@@ -1,3 +1,4 @@
+import collections
 import os
 import shutil
 import subprocess
@@ -73,3 +74,41 @@ def tlsdir():
     os.chmod(os.path.join(d, "key.pem"), 0o600)
     yield d
     shutil.rmtree(d, ignore_errors=True)
+
+
+def report_line(config, line):
+    """Write LINE in pytest's own output, past the output capture: what a
+    test module tried and what held ("abuse rows: 42 passed")."""
+    tr = config.pluginmanager.get_plugin("terminalreporter")
+    capman = config.pluginmanager.get_plugin("capturemanager")
+    if tr is None or capman is None:
+        print(line)
+        return
+    with capman.global_and_fixture_disabled():
+        tr.write_line("")
+        tr.write_line(line)
+
+
+class RowCounter:
+    """Counts a table-driven module's rows by outcome, for one summary line
+    at its end: a module says ``rows = RowCounter("abuse rows")`` and uses
+    ``rows.fixtures()`` as its autouse fixtures."""
+
+    def __init__(self, label):
+        self.label = label
+        self.results = collections.Counter()
+
+    def line(self):
+        return f"{self.label}: " + ", ".join(f"{n} {k}" for k, n in
+                                             sorted(self.results.items()))
+
+    def record(self, node):
+        rep = getattr(node, "rep_call", None)
+        if rep is None:
+            self.results["errors"] += 1
+        elif rep.skipped and hasattr(rep, "wasxfail"):
+            self.results["xfailed"] += 1
+        elif rep.passed and hasattr(rep, "wasxfail"):
+            self.results["xpassed"] += 1
+        else:
+            self.results[rep.outcome] += 1

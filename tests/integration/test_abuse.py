@@ -73,6 +73,7 @@ from typing import Callable, Optional, Union
 
 import pytest
 
+from conftest import RowCounter, report_line
 from fakebackend import FULL_EHLO, FakeBackend
 from mxs import (BIN, BYE, GREETING, MAIL_OK, OK, R450, R502, Mxscreen, free_port, recv_all,
                  recv_line, vm_rss_kb)
@@ -1520,36 +1521,20 @@ def descriptors():
     resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
-_results = collections.Counter()
+OUTCOMES = RowCounter("abuse rows")
 
 
 @pytest.fixture(scope="module", autouse=True)
 def summary(request):
     """One line at the end: "abuse rows: N passed, ..."."""
     yield
-    line = "abuse rows: " + ", ".join(f"{n} {k}" for k, n in sorted(_results.items()))
-    tr = request.config.pluginmanager.get_plugin("terminalreporter")
-    capman = request.config.pluginmanager.get_plugin("capturemanager")
-    if tr is None or capman is None:
-        print(line)
-        return
-    with capman.global_and_fixture_disabled():
-        tr.write_line("")
-        tr.write_line(line)
+    report_line(request.config, OUTCOMES.line())
 
 
 @pytest.fixture(autouse=True)
 def count_result(request):
     yield
-    rep = getattr(request.node, "rep_call", None)
-    if rep is None:
-        _results["errors"] += 1
-    elif rep.skipped and hasattr(rep, "wasxfail"):
-        _results["xfailed"] += 1
-    elif rep.passed and hasattr(rep, "wasxfail"):
-        _results["xpassed"] += 1
-    else:
-        _results[rep.outcome] += 1
+    OUTCOMES.record(request.node)
 
 
 LOG_PREFIX = r"^\S+ +\S+ \S+ \S+ \S+\[\d+\]: "

@@ -21,7 +21,7 @@ class LimitedMxscreen(Mxscreen):
         return ["prlimit", f"--nofile={self.nofile}:{self.nofile}", "--"] + super().argv()
 
 
-def test_descriptors_exhausted_accept_pauses_once_and_recovers(workdir):
+def test_descriptors_exhausted_accept_pauses_once_and_recovers(workdir, count_fault):
     be = SilentBackend()
     p = {
         "mynetworks": "127.0.0.1/32",
@@ -79,6 +79,7 @@ import subprocess
 
 import pytest
 
+from conftest import RowCounter, report_line
 from fakebackend import FakeBackend
 from mxs import free_port, recv_all, recv_reply
 
@@ -253,6 +254,22 @@ FAULTS = [row_dns_down, row_dns_slow, row_dns_silent, row_dns_garbage,
           row_cache_disk_full]
 
 
+FAULT_ROWS = RowCounter("faults survived")
+
+
+@pytest.fixture(scope="module")
+def fault_summary(request):
+    """One line at the end: "faults survived: N passed, ..."."""
+    yield
+    report_line(request.config, FAULT_ROWS.line())
+
+
+@pytest.fixture
+def count_fault(request, fault_summary):
+    yield
+    FAULT_ROWS.record(request.node)
+
+
 @pytest.mark.parametrize("row", FAULTS, ids=[f.__name__[4:] for f in FAULTS])
-def test_fault_survived(workdir, dns, row):
+def test_fault_survived(workdir, dns, row, count_fault):
     row(workdir, dns)

@@ -10,6 +10,7 @@ import socket
 import threading
 import time
 
+from conftest import report_line
 from fakebackend import FakeBackend
 from mxs import Mxscreen, recv_line
 
@@ -126,7 +127,7 @@ def test_parameters_of_the_start_are_named_and_kept(workdir):
             assert not os.path.exists(f"{workdir}/other.lmdb")
 
 
-def test_no_connection_is_lost_during_reloads_under_load(workdir):
+def test_no_connection_is_lost_during_reloads_under_load(workdir, request):
     """Allowlisted clients connect back to back from 8 threads while the
     configuration is reloaded every 100 ms (the banner changes each time),
     and 20 new clients wait out the greet wait across the reloads: every
@@ -179,8 +180,9 @@ def test_no_connection_is_lost_during_reloads_under_load(workdir):
             for s in held:
                 assert recv_line(s).startswith(b"220 fake.test")
                 s.close()
-            print(f"\nreloads under load: {counts['ok']} connections served, "
-                  f"{len(counts['lost'])} lost, {reloads} reloads")
+            report_line(request.config,
+                        f"reloads under load: {counts['ok']} connections served, "
+                        f"{len(counts['lost'])} lost, {reloads} reloads")
             assert counts["lost"] == []
             assert counts["ok"] > 100 and reloads >= 10
             assert mx.log_text().count("configuration reloaded") == reloads
